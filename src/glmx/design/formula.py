@@ -1,0 +1,303 @@
+"""From a formula and a data frame to y, X, weights, offset and the term state.
+
+Formulaic parses and materializes the right-hand side (R's ``model.matrix`` column
+order).  glmx handles the parts R users expect beyond it: ``offset(...)`` terms,
+``cbind(successes, failures)`` and factor responses for binomial models, NA rows
+dropped and counted (R's ``na.omit``), and clear errors naming the column at fault.
+The :class:`TermState` keeps what is needed to rebuild X for new data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import formulaic
+import numpy as np
+import pandas as pd
+from formulaic.errors import FormulaicError
+from numpy.typing import NDArray
+
+from glmx.design.frames import to_pandas
+from glmx.design.matrix import DenseDesign
+from glmx.errors import DataError, FormulaError
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class TermState:
+    """What rebuilds the design for new data: formulaic's model spec and the offsets."""
+
+    formula: str
+    response: str
+    model_spec: Any
+    offset_terms: tuple[str, ...]
+    offset_column: str | None
+
+
+@dataclass(frozen=True)
+class ModelFrame:
+    y: Array
+    X: DenseDesign
+    weights: Array | None
+    freq_weights: Array | None
+    offset: Array | None
+    terms: TermState
+    n_dropped: int
+    row_index: pd.Index
+    # binomial cbind(s, f): trials per row, to multiply into the prior weights
+    trials: Array | None = None
+
+
+def split_offsets(rhs: str) -> tuple[str, list[str]]:
+    """Remove top-level ``offset(expr)`` terms from a right-hand side; return them apart."""
+    offsets: list[str] = []
+    out = []
+    i = 0
+    for m in re.finditer(r"\boffset\s*\(", rhs):
+        if m.start() < i:
+            continue
+        depth, j = 1, m.end()
+        while j < len(rhs) and depth:
+            depth += {"(": 1, ")": -1}.get(rhs[j], 0)
+            j += 1
+        if depth:
+            raise FormulaError(f"unbalanced parentheses in offset term of {rhs!r}")
+        offsets.append(rhs[m.end() : j - 1].strip())
+        out.append(rhs[i : m.start()])
+        i = j
+    out.append(rhs[i:])
+    rest = "".join(out)
+    # tidy the '+' left behind: "a +  + b", "+ b", "a +"
+    rest = re.sub(r"\+\s*(?=\+|$)", "", rest.strip())
+    rest = re.sub(r"^\s*\+", "", rest).strip()
+    return (rest if rest else "1"), offsets
+
+
+def _split_formula(formula: str) -> tuple[str, str]:
+    if not isinstance(formula, str):
+        raise FormulaError(f"formula must be a string like 'y ~ x', got {type(formula).__name__}")
+    if formula.count("~") != 1:
+        raise FormulaError(f"formula {formula!r} needs exactly one '~' with the response on its left")
+    lhs, rhs = (part.strip() for part in formula.split("~"))
+    if not lhs:
+        raise FormulaError(f"formula {formula!r} has no response on the left of '~'")
+    if not rhs:
+        raise FormulaError(f"formula {formula!r} has nothing on the right of '~' (use '~ 1')")
+    return lhs, rhs
+
+
+def _variables(expr: str, what: str) -> set[str]:
+    try:
+        parsed = formulaic.Formula(expr)
+    except FormulaicError as exc:
+        raise FormulaError(f"cannot parse {what} {expr!r}: {exc}") from None
+    return {str(v) for v in parsed.required_variables}
+
+
+def _column_or_array(
+    spec: str | Any | None, df: pd.DataFrame, name: str
+) -> tuple[Array | None, str | None]:
+    if spec is None:
+        return None, None
+    if isinstance(spec, str):
+        if spec not in df.columns:
+            raise DataError(f"{name} column {spec!r} is not in the data")
+        return _numeric(df[spec], f"{name} column {spec!r}"), spec
+    arr = np.asarray(spec, dtype=float).ravel() if not isinstance(spec, pd.Series) else None
+    if arr is None:
+        arr = np.asarray(spec.to_numpy(dtype=float, na_value=np.nan))
+    if arr.shape[0] != len(df):
+        raise DataError(f"{name} has length {arr.shape[0]} but the data have {len(df)} rows")
+    return arr, None
+
+
+def _numeric(col: pd.Series, what: str) -> Array:
+    try:
+        return np.asarray(col.to_numpy(dtype=float, na_value=np.nan))
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must be numeric, got {col.dtype}") from None
+
+
+def _eval_expr(expr: str, df: pd.DataFrame, what: str) -> Array:
+    """Evaluate a one-column expression (a column name, ``log(x)``, ``I(a/b)``)."""
+    if expr in df.columns:
+        return _numeric(df[expr], f"{what} {expr!r}")
+    try:
+        mm = formulaic.model_matrix(f"{expr} ~ 1", df, na_action="ignore")
+    except FormulaicError as exc:
+        raise FormulaError(f"cannot evaluate {what} {expr!r}: {exc}") from None
+    except Exception as exc:  # errors raised by user transforms inside formulaic
+        raise FormulaError(f"cannot evaluate {what} {expr!r}: {exc}") from None
+    lhs = mm.lhs
+    if lhs.shape[1] != 1:
+        raise FormulaError(f"{what} {expr!r} must give one numeric column, got {lhs.shape[1]}")
+    return np.asarray(lhs.iloc[:, 0].to_numpy(dtype=float, na_value=np.nan))
+
+
+def _response(lhs: str, df: pd.DataFrame, binomial: bool) -> tuple[Array, Array | None]:
+    """y and, for ``cbind(s, f)``, the number of trials (y is then s / (s + f))."""
+    m = re.fullmatch(r"cbind\s*\((.*)\)", lhs)
+    if m:
+        args = [a.strip() for a in m.group(1).split(",")]
+        if len(args) != 2 or not binomial:
+            raise FormulaError(
+                f"cbind(successes, failures) response {lhs!r} needs two columns and a "
+                "binomial family"
+            )
+        s = _eval_expr(args[0], df, "successes")
+        f = _eval_expr(args[1], df, "failures")
+        n = s + f
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(n > 0, s / np.where(n > 0, n, 1.0), 0.0)
+        y[np.isnan(n)] = np.nan
+        return y, n
+    if lhs in df.columns:
+        col = df[lhs]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            return _factor_response(col, lhs, binomial), None
+    return _eval_expr(lhs, df, "response"), None
+
+
+def _factor_response(col: pd.Series, name: str, binomial: bool) -> Array:
+    """A two-level factor response: first level (R's order) is failure, as R's binomial."""
+    if pd.api.types.is_bool_dtype(col):
+        return np.asarray(col.astype("float64"))
+    if not binomial:
+        raise DataError(f"response {name!r} is not numeric ({col.dtype}); only binomial models take a factor response")
+    cat = col.astype("category") if not isinstance(col.dtype, pd.CategoricalDtype) else col
+    levels = list(cat.cat.categories)
+    if len(levels) > 2 or len(levels) < 1:
+        raise DataError(f"factor response {name!r} must have two levels, has {len(levels)}: {levels[:5]}")
+    y = (cat != levels[0]).astype("float64").to_numpy()
+    y[cat.isna().to_numpy()] = np.nan
+    return y
+
+
+def build_model_frame(
+    formula: str,
+    data: Any,
+    *,
+    weights: Any = None,
+    freq_weights: Any = None,
+    offset: Any = None,
+    binomial: bool = False,
+) -> ModelFrame:
+    """Evaluate the formula on the data; drop rows with NA in any used column."""
+    df = to_pandas(data)
+    lhs, rhs_full = _split_formula(formula)
+    rhs, offset_terms = split_offsets(rhs_full)
+
+    # columns the model uses: every variable of the formula, plus named weights/offset
+    needed = _variables(f"{lhs} ~ {rhs}" if not lhs.startswith("cbind") else rhs, "formula")
+    needed |= set().union(*(_variables(f"{o} ~ 1", "offset") for o in offset_terms)) if offset_terms else set()
+    if lhs.startswith("cbind"):
+        needed |= set().union(*(_variables(f"{a} ~ 1", "response") for a in lhs[6:-1].split(",")))
+    missing = sorted(v for v in needed if v not in df.columns)
+    if missing:
+        raise FormulaError(
+            f"formula {formula!r} names column(s) {', '.join(repr(m) for m in missing)} "
+            f"not in the data (columns: {', '.join(map(str, df.columns[:20]))})"
+        )
+    if len(df) == 0:
+        raise DataError("the data have no rows")
+
+    w, w_col = _column_or_array(weights, df, "weights")
+    fw, fw_col = _column_or_array(freq_weights, df, "freq_weights")
+    off, off_col = _column_or_array(offset, df, "offset")
+
+    # R's na.omit over the used columns and the weights/offset
+    used = [c for c in df.columns if c in needed]
+    na = np.array(df[used].isna().any(axis=1)) if used else np.zeros(len(df), dtype=bool)
+    for arr in (w, fw, off):
+        if arr is not None:
+            na |= np.isnan(arr)
+    keep = ~na
+    n_dropped = int(na.sum())
+    if not keep.any():
+        raise DataError(
+            f"no rows left after removing {n_dropped} row(s) with missing values in "
+            f"{', '.join(used)}"
+        )
+    dfk = df.loc[keep] if n_dropped else df
+
+    y, trials = _response(lhs, dfk, binomial)
+    try:
+        mm = formulaic.model_matrix(rhs, dfk, na_action="raise")
+    except FormulaicError as exc:
+        raise FormulaError(f"cannot build the design for {formula!r}: {exc}") from None
+    except Exception as exc:  # user transforms failing inside formulaic
+        raise FormulaError(f"cannot build the design for {formula!r}: {exc}") from None
+    spec = mm.model_spec
+    for factor, state in spec.factor_contrasts.items():
+        if len(state.levels) < 2:
+            raise DataError(
+                f"factor {str(factor)!r} has a single level {list(state.levels)!r} in the "
+                f"{int(keep.sum())} rows used; a factor needs two or more levels"
+            )
+    X = np.asarray(mm.to_numpy(dtype=float)) if hasattr(mm, "to_numpy") else np.asarray(mm, dtype=float)
+    names = [str(c) for c in mm.columns]
+    _check_finite(X, names, dfk.index)
+
+    total_offset = off[keep] if off is not None else None
+    for expr in offset_terms:
+        o = _eval_expr(expr, dfk, "offset")
+        total_offset = o if total_offset is None else total_offset + o
+
+    terms = TermState(
+        formula=formula,
+        response=lhs,
+        model_spec=spec,
+        offset_terms=tuple(offset_terms),
+        offset_column=off_col,
+    )
+    return ModelFrame(
+        y=y,
+        X=DenseDesign(X, names),
+        weights=w[keep] if w is not None else None,
+        freq_weights=fw[keep] if fw is not None else None,
+        offset=total_offset,
+        terms=terms,
+        n_dropped=n_dropped,
+        row_index=dfk.index,
+        trials=trials,
+    )
+
+
+def _check_finite(X: Array, names: list[str], index: pd.Index) -> None:
+    bad = ~np.isfinite(X)
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
+        i = int(np.flatnonzero(bad[:, j])[0])
+        raise DataError(
+            f"design column {names[j]!r} has {int(bad[:, j].sum())} non-finite value(s) "
+            f"(first at row {index[i]!r}: {X[i, j]!r})"
+        )
+
+
+def new_design(terms: TermState, newdata: Any, offset: Any = None) -> tuple[Array, Array]:
+    """X and the offset for new data, with the fit's factor levels and transforms.
+
+    Rows with missing values give NaN predictions (R's ``na.pass``)."""
+    df = to_pandas(newdata)
+    try:
+        mm = terms.model_spec.get_model_matrix(df, na_action="ignore")
+    except FormulaicError as exc:
+        raise FormulaError(f"cannot build the design for new data: {exc}") from None
+    except Exception as exc:
+        raise DataError(f"cannot build the design for new data: {exc}") from None
+    X = np.asarray(mm.to_numpy(dtype=float))
+    off = np.zeros(X.shape[0])
+    for expr in terms.offset_terms:
+        off = off + _eval_expr(expr, df, "offset")
+    if offset is not None:
+        arr, _ = _column_or_array(offset, df, "offset")
+        assert arr is not None
+        off = off + arr
+    elif terms.offset_column is not None:
+        if terms.offset_column not in df.columns:
+            raise DataError(f"new data lack the offset column {terms.offset_column!r}")
+        off = off + _numeric(df[terms.offset_column], "offset")
+    return X, off

@@ -1,0 +1,128 @@
+"""The DesignMatrix protocol: the only way a solver sees X.
+
+Three operations suffice for every GLM solver: ``X @ b`` (:meth:`matvec`),
+``X.T @ r`` (:meth:`rmatvec`) and the weighted Gram ``X.T @ diag(w) @ X``
+(:meth:`gram`).  Backends (dense, sparse; categorical, chunked and Dask later)
+implement these; families, solvers and results never change for a new backend.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from scipy.linalg import blas
+
+Array = NDArray[np.float64]
+
+# rows per block for the chunked Gram: block * p doubles stay near a few MB of cache
+_TARGET_BLOCK_BYTES = 4 * 2**20
+
+
+@runtime_checkable
+class DesignMatrix(Protocol):
+    """What a solver needs of X (n rows, p columns)."""
+
+    shape: tuple[int, int]
+    column_names: list[str]
+
+    def matvec(self, b: Array) -> Array:
+        """X @ b, length n."""
+        ...
+
+    def rmatvec(self, r: Array) -> Array:
+        """X.T @ r, length p."""
+        ...
+
+    def gram(self, w: Array) -> Array:
+        """X.T @ diag(w) @ X, p x p, for non-negative w."""
+        ...
+
+    def rows(self, index: Array) -> Array:
+        """Dense copy of the given rows (for diagnostics on a few rows)."""
+        ...
+
+
+class DenseDesign:
+    """Dense float64 design.  The Gram is a chunked BLAS ``syrk`` of sqrt(w)-scaled row
+    blocks, so memory beyond X is O(block * p + p^2) and X is never copied."""
+
+    def __init__(self, X: NDArray[np.floating], column_names: list[str] | None = None) -> None:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2:
+            raise ValueError("a design matrix must be two-dimensional")
+        self.X = X
+        self.shape = (int(X.shape[0]), int(X.shape[1]))
+        self.column_names = (
+            list(column_names) if column_names is not None else [f"x{j}" for j in range(X.shape[1])]
+        )
+        self._block = max(256, _TARGET_BLOCK_BYTES // (8 * max(1, self.shape[1])))
+
+    def matvec(self, b: Array) -> Array:
+        return self.X @ b
+
+    def rmatvec(self, r: Array) -> Array:
+        return self.X.T @ r
+
+    def gram(self, w: Array) -> Array:
+        n, p = self.shape
+        if n <= self._block:
+            G = self.X.T @ (self.X * w[:, None])
+            return (G + G.T) / 2.0
+        c = np.zeros((p, p), order="F")
+        buf = np.empty((self._block, p))
+        for start in range(0, n, self._block):
+            stop = min(start + self._block, n)
+            blk = buf[: stop - start]
+            # rows scaled by sqrt(w): (sqrt(w) X)'(sqrt(w) X) = X' W X
+            np.multiply(self.X[start:stop], np.sqrt(w[start:stop])[:, None], out=blk)
+            c = blas.dsyrk(1.0, blk, beta=1.0, c=c, trans=1, lower=0, overwrite_c=1)
+        upper = np.triu(c)
+        return upper + np.triu(c, 1).T
+
+    def rows(self, index: Array) -> Array:
+        return self.X[index]
+
+    def column(self, j: int) -> Array:
+        return self.X[:, j]
+
+
+class SparseDesign:
+    """scipy.sparse design, kept in CSR; the Gram is formed sparsely and densified
+    (p x p), which suits designs with many rows and a moderate number of columns."""
+
+    def __init__(self, X: sp.spmatrix | sp.sparray, column_names: list[str] | None = None) -> None:
+        self.X = sp.csr_matrix(X, dtype=np.float64)
+        self.shape = (int(self.X.shape[0]), int(self.X.shape[1]))
+        self.column_names = (
+            list(column_names) if column_names is not None else [f"x{j}" for j in range(self.shape[1])]
+        )
+
+    def matvec(self, b: Array) -> Array:
+        return np.asarray(self.X @ b).ravel()
+
+    def rmatvec(self, r: Array) -> Array:
+        return np.asarray(self.X.T @ r).ravel()
+
+    def gram(self, w: Array) -> Array:
+        G = (self.X.T @ sp.diags(w) @ self.X).toarray()
+        return (G + G.T) / 2.0
+
+    def rows(self, index: Array) -> Array:
+        return self.X[index].toarray()
+
+    def column(self, j: int) -> Array:
+        return self.X[:, j].toarray().ravel()
+
+
+def as_design(X: object, column_names: list[str] | None = None) -> DesignMatrix:
+    """Wrap a numpy array, scipy.sparse matrix or an existing DesignMatrix."""
+    if isinstance(X, (DenseDesign, SparseDesign)):
+        return X
+    if sp.issparse(X):
+        return SparseDesign(X, column_names)  # type: ignore[arg-type]
+    if isinstance(X, DesignMatrix) and not isinstance(X, np.ndarray):
+        return X
+    return DenseDesign(np.asarray(X), column_names)

@@ -1,0 +1,114 @@
+"""The Family base class: the per-observation mathematics of a GLM.
+
+A family knows its variance function V(mu), its unit deviance d(y, mu), its
+log-likelihood (R's ``family$aic`` formulas exactly), the valid range of the response
+and of mu, and R's starting values ``mustart``.  To define a family of your own,
+subclass :class:`Family` and implement ``variance`` and ``unit_deviance``; implement
+``loglik`` too if the family is a real likelihood (otherwise AIC is NaN, as for R's
+quasi families), and override ``check_response``/``starting_mu`` when the response has
+a restricted range.  Example::
+
+    class PowerVariance(Family):
+        name = "power-variance"
+        default_link = "log"
+        def variance(self, mu): return mu ** 1.5
+        def unit_deviance(self, y, mu): ...
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from glmx.errors import FamilyError
+from glmx.families.links import Link, get_link
+
+Array = NDArray[np.float64]
+
+
+class Family:
+    """Base class of GLM families.
+
+    Class attributes a subclass sets:
+
+    ``name``            R's family name, printed in summaries.
+    ``default_link``    link used when none is given.
+    ``allowed_links``   names of links R accepts for the family (``None``: any link).
+    ``fixed_dispersion`` True when the dispersion is 1 (binomial, poisson, negative
+                        binomial): z tests; otherwise it is estimated and tests are t.
+    ``n_scale_params``  parameters beyond the coefficients counted in AIC/BIC (R counts
+                        the scale of gaussian, Gamma and inverse gaussian).
+    """
+
+    name: str = "family"
+    default_link: str = "identity"
+    allowed_links: tuple[str, ...] | None = None
+    fixed_dispersion: bool = False
+    n_scale_params: int = 0
+    is_quasi: bool = False
+
+    def __init__(self, link: str | Link | None = None) -> None:
+        self.link = get_link(self.default_link if link is None else link)
+        if (
+            self.allowed_links is not None
+            and isinstance(link, str)
+            and self.link.name not in self.allowed_links
+        ):
+            raise FamilyError(
+                f"link {link!r} is not available for the {self.name} family; "
+                f"available links are {', '.join(repr(x) for x in self.allowed_links)} "
+                "(or pass a glmx.links.Link object)"
+            )
+
+    # --- closed-form math -------------------------------------------------------------
+    def variance(self, mu: Array) -> Array:
+        """V(mu), with Var(y) = dispersion * V(mu) / weight."""
+        raise NotImplementedError
+
+    def unit_deviance(self, y: Array, mu: Array) -> Array:
+        """d(y, mu), the deviance contribution of one observation of unit weight."""
+        raise NotImplementedError
+
+    def deviance_residuals_sq(self, y: Array, mu: Array, weights: Array) -> Array:
+        """R's ``dev.resids``: weights * d(y, mu)."""
+        return weights * self.unit_deviance(y, mu)
+
+    def deviance(self, y: Array, mu: Array, weights: Array) -> float:
+        """Total deviance, sum of weights * d(y, mu); ``weights`` include frequencies."""
+        return float(np.sum(self.deviance_residuals_sq(y, mu, weights)))
+
+    def loglik(
+        self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
+    ) -> float:
+        """Maximised log-likelihood as R's ``logLik.glm`` (NaN when not a likelihood).
+
+        ``weights`` are prior weights, ``freq_weights`` case counts, ``deviance`` the
+        total deviance (with both weights), used for the ML dispersion estimate.
+        """
+        return float("nan")
+
+    # --- ranges and starting values ---------------------------------------------------
+    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
+        """Raise :class:`glmx.DataError` if y is outside the family's support."""
+
+    def starting_mu(self, y: Array, weights: Array) -> Array:
+        """R's ``mustart`` from the family's ``initialize`` expression."""
+        return np.array(y, dtype=float)
+
+    def valid_mu(self, mu: Array) -> bool:
+        """R's ``validmu``: whether every fitted mean is inside the family's range."""
+        return bool(np.all(np.isfinite(mu)))
+
+    # --- helpers ----------------------------------------------------------------------
+    @property
+    def link_name(self) -> str:
+        return self.link.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(link={self.link.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.link.name))

@@ -1,0 +1,233 @@
+"""The exponential-dispersion families of R's ``stats``: gaussian, binomial, poisson,
+Gamma and inverse gaussian.  Formulas are R's ``family`` objects, term by term."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import special
+
+from glmx.errors import DataError, DataWarning
+from glmx.families.base import Array, Family
+
+
+def _ylogy_ratio(y: Array, mu: Array) -> Array:
+    """y * log(y / mu), taken as 0 where y == 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0)
+
+
+def _first_bad(y: Array, bad: Array) -> str:
+    idx = int(np.flatnonzero(bad)[0])
+    return f"{int(bad.sum())} value(s), first at row {idx}: {y[idx]!r}"
+
+
+class Gaussian(Family):
+    name = "gaussian"
+    default_link = "identity"
+    allowed_links = ("inverse", "log", "identity")
+    n_scale_params = 1
+
+    def variance(self, mu: Array) -> Array:
+        return np.ones_like(mu)
+
+    def unit_deviance(self, y: Array, mu: Array) -> Array:
+        return (y - mu) ** 2
+
+    def loglik(
+        self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
+    ) -> float:
+        # -2 ll = n (log(2 pi dev / n) + 1) - sum(log w), sigma^2 = dev / n (ML).
+        # R counts zero-weight rows in n and so returns -Inf; glmx leaves them out, which
+        # is the log-likelihood of the same fit on the rows with positive weight.
+        pos = weights > 0
+        n = float(np.sum(freq_weights[pos]))
+        sum_log_w = float(np.sum(freq_weights[pos] * np.log(weights[pos])))
+        return -0.5 * (n * (np.log(2 * np.pi * deviance / n) + 1.0) - sum_log_w)
+
+    def starting_mu(self, y: Array, weights: Array) -> Array:
+        if self.link.name in ("log", "inverse") and np.any(y <= 0):
+            raise DataError(
+                f"the gaussian family with the {self.link.name} link needs a positive "
+                "response for its starting values; give start= coefficients"
+            )
+        return np.array(y, dtype=float)
+
+
+class Binomial(Family):
+    """Binomial: y a 0/1 response, or a proportion with the number of trials as weights."""
+
+    name = "binomial"
+    default_link = "logit"
+    allowed_links = ("logit", "probit", "cloglog", "cauchit", "log", "loglog")
+    fixed_dispersion = True
+    warn_noninteger = True  # R warns of non-integer successes for binomial, not quasi
+
+    def variance(self, mu: Array) -> Array:
+        return mu * (1.0 - mu)
+
+    def unit_deviance(self, y: Array, mu: Array) -> Array:
+        # 2 (y log(y/mu) + (1-y) log((1-y)/(1-mu)))
+        return 2.0 * (_ylogy_ratio(y, mu) + _ylogy_ratio(1.0 - y, 1.0 - mu))
+
+    def loglik(
+        self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
+    ) -> float:
+        # sum f * log dbinom(round(m y), round(m), mu), m = trials (the prior weights)
+        m = np.round(weights)
+        k = np.round(weights * y)
+        logpmf = (
+            special.gammaln(m + 1)
+            - special.gammaln(k + 1)
+            - special.gammaln(m - k + 1)
+            + special.xlogy(k, mu)
+            + special.xlog1py(m - k, -mu)
+        )
+        return float(np.sum(np.where(weights > 0, freq_weights * logpmf, 0.0)))
+
+    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
+        bad = (y < 0) | (y > 1)
+        if bad.any():
+            raise DataError(
+                f"binomial response {name!r} must be 0/1 or a proportion in [0, 1]; "
+                f"{_first_bad(y, bad)}"
+            )
+        successes = weights * y
+        if self.warn_noninteger and np.any(np.abs(successes - np.round(successes)) > 1e-3):
+            warnings.warn(
+                f"non-integer number of successes in a binomial glm (response {name!r} "
+                "times weights); use quasibinomial for non-count proportions",
+                DataWarning,
+                stacklevel=4,
+            )
+
+    def starting_mu(self, y: Array, weights: Array) -> Array:
+        return (weights * y + 0.5) / (weights + 1.0)
+
+    def valid_mu(self, mu: Array) -> bool:
+        return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
+
+
+def _check_counts(y: Array, name: str, family: str) -> None:
+    bad = (y < 0) | ~np.isfinite(y)
+    if bad.any():
+        raise DataError(
+            f"negative values are not allowed for the {family} family (response {name!r}): "
+            f"{_first_bad(y, bad)}",
+        )
+
+
+class Poisson(Family):
+    name = "poisson"
+    default_link = "log"
+    allowed_links = ("log", "identity", "sqrt")
+    fixed_dispersion = True
+    warn_noninteger = True
+
+    def variance(self, mu: Array) -> Array:
+        return np.array(mu, dtype=float)
+
+    def unit_deviance(self, y: Array, mu: Array) -> Array:
+        # 2 (y log(y/mu) - (y - mu))
+        return 2.0 * (_ylogy_ratio(y, mu) - (y - mu))
+
+    def loglik(
+        self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
+    ) -> float:
+        if np.any(np.abs(y - np.round(y)) > 1e-7 * np.maximum(1, np.abs(y))):
+            # R's dpois gives -Inf (AIC Inf) for non-integer counts; a NaN says it plainly.
+            return float("nan")
+        logpmf = special.xlogy(y, mu) - mu - special.gammaln(y + 1.0)
+        return float(np.sum(weights * freq_weights * logpmf))
+
+    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
+        _check_counts(y, name, self.name)
+        if self.warn_noninteger and np.any(np.abs(y - np.round(y)) > 1e-7 * np.maximum(1, np.abs(y))):
+            warnings.warn(
+                f"non-integer counts in poisson response {name!r}: the log-likelihood and "
+                "AIC are not defined (NaN); quasipoisson fits the same mean model",
+                DataWarning,
+                stacklevel=4,
+            )
+
+    def starting_mu(self, y: Array, weights: Array) -> Array:
+        return y + 0.1
+
+    def valid_mu(self, mu: Array) -> bool:
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+
+
+def _check_positive(y: Array, name: str, family: str) -> None:
+    bad = (y <= 0) | ~np.isfinite(y)
+    if bad.any():
+        raise DataError(
+            f"the {family} family needs a positive response; {name!r} has non-positive "
+            f"{_first_bad(y, bad)}",
+        )
+
+
+class Gamma(Family):
+    name = "Gamma"
+    default_link = "inverse"
+    allowed_links = ("inverse", "identity", "log")
+    n_scale_params = 1
+
+    def variance(self, mu: Array) -> Array:
+        return mu**2
+
+    def unit_deviance(self, y: Array, mu: Array) -> Array:
+        # -2 (log(y/mu) - (y - mu)/mu)
+        with np.errstate(divide="ignore"):
+            return -2.0 * (np.log(np.where(y == 0, 1.0, y / mu)) - (y - mu) / mu)
+
+    def loglik(
+        self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
+    ) -> float:
+        # R: disp = dev / sum(w); ll = sum w * log dgamma(y, 1/disp, scale = mu disp).
+        # statsmodels uses the Pearson scale here and so reports a different AIC; glmx is R's.
+        wt = weights * freq_weights
+        disp = deviance / float(np.sum(wt))
+        shape = 1.0 / disp
+        scale = mu * disp
+        logpdf = (
+            (shape - 1.0) * np.log(y) - y / scale - special.gammaln(shape) - shape * np.log(scale)
+        )
+        return float(np.sum(np.where(wt > 0, wt * logpdf, 0.0)))
+
+    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
+        _check_positive(y, name, "Gamma")
+
+    def valid_mu(self, mu: Array) -> bool:
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+
+
+class InverseGaussian(Family):
+    name = "inverse.gaussian"
+    default_link = "inverse_squared"
+    allowed_links = ("inverse_squared", "inverse", "identity", "log")
+    n_scale_params = 1
+
+    def variance(self, mu: Array) -> Array:
+        return mu**3
+
+    def unit_deviance(self, y: Array, mu: Array) -> Array:
+        return (y - mu) ** 2 / (y * mu**2)
+
+    def loglik(
+        self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
+    ) -> float:
+        # -2 ll = sum(w) (1 + log(2 pi dev / sum(w))) + 3 sum(w log y)
+        wt = weights * freq_weights
+        sw = float(np.sum(wt))
+        pos = wt > 0
+        m2ll = sw * (1.0 + np.log(2 * np.pi * deviance / sw)) + 3.0 * np.sum(
+            wt[pos] * np.log(y[pos])
+        )
+        return -0.5 * float(m2ll)
+
+    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
+        _check_positive(y, name, "inverse gaussian")
+
+    def valid_mu(self, mu: Array) -> bool:
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))

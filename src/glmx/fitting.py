@@ -1,0 +1,295 @@
+"""The GLM front end: ``glm(formula, data, ...)`` and ``glm_fit(X, y, ...)``.
+
+Both validate their inputs, run IRLS (or the negative binomial alternation), compute the
+null deviance as R does, check binomial fits for separation, and return
+:class:`~glmx.results.glm.GLMResults`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from glmx.design.formula import build_model_frame
+from glmx.design.matrix import DenseDesign, DesignMatrix, as_design
+from glmx.errors import BoundaryWarning, DataError, SeparationWarning
+from glmx.families import Family, get_family
+from glmx.families.exponential import Binomial, Poisson
+from glmx.families.links import EPS, Link
+from glmx.families.negbin import NegativeBinomial
+from glmx.results.glm import GLMFit, GLMResults
+from glmx.solvers.irls import irls
+from glmx.solvers.negbin import fit_negative_binomial
+from glmx.solvers.separation import detect_separation
+from glmx.solvers.state import Array, IRLSInputs
+
+
+def glm(
+    formula: str,
+    data: Any,
+    family: str | Family = "gaussian",
+    link: str | Link | None = None,
+    weights: str | Any | None = None,
+    freq_weights: str | Any | None = None,
+    offset: str | Any | None = None,
+    start: Any | None = None,
+    tol: float = 1e-10,
+    max_iter: int = 100,
+) -> GLMResults:
+    """Fit a GLM from an R-style formula and a data frame (pandas, polars, pyarrow, dict).
+
+    ``weights`` are R's prior weights (binomial: trials for a proportion response);
+    ``freq_weights`` are case counts; ``offset`` is on the link scale (``offset(x)`` terms
+    in the formula work too).  Rows with a missing value in a used column are dropped and
+    counted in ``n_dropped``.
+    """
+    fam = get_family(family, link)
+    mf = build_model_frame(
+        formula,
+        data,
+        weights=weights,
+        freq_weights=freq_weights,
+        offset=offset,
+        binomial=isinstance(fam, Binomial),
+    )
+    w = mf.weights
+    if mf.trials is not None:  # cbind(s, f): trials multiply the prior weights, as R
+        w = mf.trials if w is None else w * mf.trials
+    call = _call_text(formula, fam, weights, freq_weights, offset)
+    has_icpt = "Intercept" in mf.X.column_names
+    return _fit(
+        mf.X, mf.y, fam, w, mf.freq_weights, mf.offset, start, tol, max_iter,
+        has_intercept=has_icpt, n_dropped=mf.n_dropped, terms=mf.terms, call=call,
+        response_name=mf.terms.response,
+    )  # fmt: skip
+
+
+def glm_fit(
+    X: Any,
+    y: Any,
+    family: str | Family = "gaussian",
+    link: str | Link | None = None,
+    weights: Any | None = None,
+    freq_weights: Any | None = None,
+    offset: Any | None = None,
+    start: Any | None = None,
+    tol: float = 1e-10,
+    max_iter: int = 100,
+    column_names: list[str] | None = None,
+    intercept: bool | None = None,
+) -> GLMResults:
+    """Fit a GLM to a design matrix (numpy, scipy.sparse, pandas DataFrame) and response.
+
+    X is used as given, like R's ``glm.fit``: add a column of ones for an intercept.
+    ``intercept`` says whether X has one (for the null deviance); by default a column of
+    all ones is taken to be the intercept.  Missing values are an error here.
+    """
+    fam = get_family(family, link)
+    if isinstance(X, pd.DataFrame):
+        column_names = column_names or [str(c) for c in X.columns]
+        X = X.to_numpy(dtype=float)
+    design = as_design(X, column_names)
+    y_arr = _as_vector(y, "y")
+    if isinstance(design, DenseDesign):
+        bad = ~np.isfinite(design.X)
+        if bad.any():
+            j = int(np.flatnonzero(bad.any(axis=0))[0])
+            raise DataError(
+                f"column {design.column_names[j]!r} of X has {int(bad[:, j].sum())} "
+                "missing or non-finite value(s); glm_fit does not drop rows"
+            )
+    if intercept is None:
+        intercept = _has_ones_column(design)
+    return _fit(
+        design, y_arr, fam, weights, freq_weights, offset, start, tol, max_iter,
+        has_intercept=intercept, n_dropped=0, terms=None, call="glmx.glm_fit(X, y)",
+        response_name="y",
+    )  # fmt: skip
+
+
+def _call_text(formula: str, fam: Family, weights: Any, freq: Any, offset: Any) -> str:
+    parts = [f"formula = {formula}", f"family = {fam.name}(link = {fam.link.name})"]
+    for label, v in (("weights", weights), ("freq_weights", freq), ("offset", offset)):
+        if isinstance(v, str):
+            parts.append(f"{label} = {v}")
+        elif v is not None:
+            parts.append(f"{label} = <array>")
+    return "glm(" + ", ".join(parts) + ")"
+
+
+def _has_ones_column(X: DesignMatrix) -> bool:
+    n, p = X.shape
+    if n == 0:
+        return False
+    probe = X.rows(np.arange(min(n, 64)))
+    for j in np.flatnonzero(np.all(probe == 1.0, axis=0)):
+        col = X.column(int(j)) if hasattr(X, "column") else None
+        if col is not None and np.all(col == 1.0):
+            return True
+    return False
+
+
+def _as_vector(v: Any, name: str, n: int | None = None) -> Array:
+    if isinstance(v, (pd.Series, pd.Index)):
+        v = v.to_numpy(dtype=float, na_value=np.nan)
+    try:
+        arr = np.asarray(v, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"{name} must be numeric") from None
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise DataError(f"{name} has length {arr.shape[0]} but there are {n} observations")
+    return arr
+
+
+def _check_finite(arr: Array, name: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{name} has {int(bad.sum())} missing or non-finite value(s), first at row {i}: {arr[i]!r}"
+        )
+
+
+def _validated(
+    n: int, weights: Any, freq_weights: Any, offset: Any, y: Array, response_name: str
+) -> tuple[Array, Array, Array]:
+    if y.shape[0] != n:
+        raise DataError(f"response has length {y.shape[0]} but the design has {n} rows")
+    if n == 0:
+        raise DataError("there are no observations to fit")
+    _check_finite(y, f"response {response_name!r}")
+    out = []
+    for name, v, default in (("weights", weights, 1.0), ("freq_weights", freq_weights, 1.0), ("offset", offset, 0.0)):
+        arr = np.full(n, default) if v is None else _as_vector(v, name, n)
+        _check_finite(arr, name)
+        if name != "offset" and np.any(arr < 0):
+            i = int(np.flatnonzero(arr < 0)[0])
+            raise DataError(f"{name} must be non-negative; {int((arr < 0).sum())} negative, first at row {i}: {arr[i]!r}")
+        out.append(arr)
+    w, f, off = out
+    if not np.any(w * f > 0):
+        raise DataError("every observation has zero weight; there is nothing to fit")
+    return w, f, off
+
+
+def _fit(
+    X: DesignMatrix,
+    y: Array,
+    fam: Family,
+    weights: Any,
+    freq_weights: Any,
+    offset: Any,
+    start: Any,
+    tol: float,
+    max_iter: int,
+    *,
+    has_intercept: bool,
+    n_dropped: int,
+    terms: Any,
+    call: str,
+    response_name: str,
+) -> GLMResults:
+    n, p = X.shape
+    w, f, off = _validated(n, weights, freq_weights, offset, y, response_name)
+    if isinstance(fam, Binomial):
+        y = np.where(w > 0, y, 0.0)  # R: y[weights == 0] <- 0
+    fam.check_response(y, w, response_name)
+    start_arr = None
+    if start is not None:
+        start_arr = _as_vector(start, "start")
+        if start_arr.shape[0] != p:
+            raise DataError(f"start has length {start_arr.shape[0]} but the design has {p} columns ({', '.join(X.column_names)})")
+    if not (tol > 0) or max_iter < 1:
+        raise ValueError("tol must be positive and max_iter at least 1")
+    inp = IRLSInputs(X=X, y=y, weights=w, freq_weights=f, offset=off, family=fam, start=start_arr, tol=tol, max_iter=max_iter)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        theta_se = None
+        if isinstance(fam, NegativeBinomial):
+            res, fam, est, _ = fit_negative_binomial(inp)
+            inp = dataclasses.replace(inp, family=fam)
+            theta_se = est.se if fam.estimate_theta else None
+        else:
+            res = irls(inp)
+        deviance = fam.deviance(y, res.mu, inp.total_weights)
+        null_dev = _null_deviance(inp, res.mu, has_intercept)
+        _check_boundary_fits(inp, res.mu, res.converged, res.aliased)
+    for wmsg in caught:
+        warnings.warn_explicit(wmsg.message, wmsg.category, wmsg.filename, wmsg.lineno)
+
+    fit = GLMFit(
+        family=fam, X=X, y=y, weights=w, freq_weights=f, offset=off, coef=res.coef,
+        aliased=res.aliased, cov_unscaled=res.cov_unscaled, eta=res.eta, mu=res.mu,
+        deviance=deviance, null_deviance=null_dev, has_intercept=has_intercept,
+        n_iter=res.n_iter, converged=res.converged, log=res.log, n_dropped=n_dropped,
+        terms=terms, call=call, theta_se=theta_se,
+        warnings=tuple(str(m.message) for m in caught),
+    )  # fmt: skip
+    return GLMResults(fit)
+
+
+def _null_deviance(inp: IRLSInputs, mu: Array, has_intercept: bool) -> float:
+    """R: the deviance of the intercept-only model (refitted when there is an offset),
+    or of mu = g^{-1}(offset) without an intercept."""
+    fam = inp.family
+    wt = inp.total_weights
+    if not has_intercept:
+        return fam.deviance(inp.y, fam.link.inverse(inp.offset), wt)
+    if not np.any(inp.offset != 0):
+        wtdmu = float(np.sum(wt * inp.y) / np.sum(wt))
+        return fam.deviance(inp.y, np.full_like(inp.y, wtdmu), wt)
+    ones = DenseDesign(np.ones((inp.y.shape[0], 1)), ["Intercept"])
+    null_inp = dataclasses.replace(inp, X=ones, start=None, mustart=mu)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return irls(null_inp).deviance
+
+
+def _check_boundary_fits(inp: IRLSInputs, mu: Array, converged: bool, aliased: Any) -> None:
+    """R's 'fitted probabilities numerically 0 or 1' and 'fitted rates numerically 0',
+    with the binomial case explained by a separation check that names the predictors."""
+    fam = inp.family
+    pos = inp.total_weights > 0
+    if isinstance(fam, Binomial):
+        edge = (mu[pos] > 1 - 10 * EPS) | (mu[pos] < 10 * EPS)
+        if not edge.any() and converged:
+            return
+        sep = detect_separation(inp.X, inp.y, inp.total_weights, ~np.asarray(aliased))
+        if sep is not None:
+            kind = "complete" if sep.complete else "quasi-complete"
+            warnings.warn(
+                f"{kind} separation: the maximum likelihood estimates of "
+                f"{', '.join(repr(c) for c in sep.columns)} are infinite "
+                f"({sep.n_separated} observation(s) perfectly predicted; fitted "
+                "probabilities numerically 0 or 1). Their estimates and standard errors are "
+                "not meaningful; consider penalized (Firth) regression or dropping the predictors",
+                SeparationWarning,
+                stacklevel=4,
+            )
+        elif edge.any():
+            warnings.warn(
+                f"fitted probabilities numerically 0 or 1 occurred for {int(edge.sum())} "
+                "observation(s)",
+                BoundaryWarning,
+                stacklevel=4,
+            )
+    elif isinstance(fam, Poisson) and np.any(mu[pos] < 10 * EPS):
+        warnings.warn(
+            f"fitted rates numerically 0 occurred for {int((mu[pos] < 10 * EPS).sum())} observation(s)",
+            BoundaryWarning,
+            stacklevel=4,
+        )
+
+
+__all__ = ["glm", "glm_fit"]
+_ = sp  # scipy.sparse inputs are accepted through as_design

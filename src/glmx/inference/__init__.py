@@ -1,0 +1,1 @@
+"""Inference on fitted models: Wald tests and intervals."""

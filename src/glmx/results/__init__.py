@@ -1,0 +1,1 @@
+"""Fitted-model results (immutable) and their presentation."""

@@ -1,0 +1,311 @@
+"""GLMResults: the immutable fitted GLM.
+
+Built once from the solver's estimates; every statistic is derived here (inference lives
+on the results, not on a model or estimator).  Array attributes are read-only views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from glmx.design.formula import TermState, new_design
+from glmx.design.matrix import DesignMatrix
+from glmx.diagnostics.residuals import residuals as _residuals
+from glmx.errors import DataError
+from glmx.families.base import Family
+from glmx.inference.wald import coef_table as _coef_table
+from glmx.inference.wald import wald_confint
+from glmx.solvers.state import FitLog
+
+Array = NDArray[np.float64]
+
+
+def _readonly(a: Array) -> Array:
+    v = np.asarray(a).view()
+    v.flags.writeable = False
+    return v
+
+
+@dataclass(frozen=True)
+class GLMFit:
+    """The raw material of a fitted GLM, as the fitting code hands it to the results."""
+
+    family: Family
+    X: DesignMatrix
+    y: Array
+    weights: Array
+    freq_weights: Array
+    offset: Array
+    coef: Array
+    aliased: NDArray[np.bool_]
+    cov_unscaled: Array
+    eta: Array
+    mu: Array
+    deviance: float
+    null_deviance: float
+    has_intercept: bool
+    n_iter: int
+    converged: bool
+    log: FitLog
+    n_dropped: int = 0
+    terms: TermState | None = None
+    call: str = ""
+    theta_se: float | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+class GLMResults:
+    """A fitted generalized linear model.  See the GLM table of the API contract."""
+
+    def __init__(self, fit: GLMFit) -> None:
+        self._fit = fit
+        self._names = list(fit.X.column_names)
+
+    # --- estimates --------------------------------------------------------------------
+    @property
+    def family(self) -> Family:
+        return self._fit.family
+
+    @property
+    def link(self) -> str:
+        return self._fit.family.link.name
+
+    @cached_property
+    def coef(self) -> pd.Series:
+        """Estimates by design column; aliased columns are NaN (R's NA)."""
+        return pd.Series(self._fit.coef, index=self._names, name="estimate")
+
+    @property
+    def aliased(self) -> pd.Series:
+        return pd.Series(self._fit.aliased, index=self._names, name="aliased")
+
+    @property
+    def rank(self) -> int:
+        return int((~self._fit.aliased).sum())
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance of the non-aliased estimates, scaled by the dispersion (R's vcov)."""
+        kept = [n for n, a in zip(self._names, self._fit.aliased) if not a]
+        return pd.DataFrame(self.dispersion * self._fit.cov_unscaled, index=kept, columns=kept)
+
+    @cached_property
+    def se(self) -> pd.Series:
+        se = pd.Series(np.nan, index=self._names, name="std_error")
+        se[self.vcov.index] = np.sqrt(np.diag(self.vcov.to_numpy()))
+        return se
+
+    @cached_property
+    def coef_table(self) -> pd.DataFrame:
+        """z tests for fixed-dispersion families, t tests otherwise (R's summary.glm)."""
+        df = None if self.family.fixed_dispersion else self.df_resid
+        return _coef_table(self.coef, self.se, df)
+
+    def confint(self, level: float = 0.95, method: Literal["wald"] = "wald") -> pd.DataFrame:
+        """Wald intervals on the normal (R's ``confint.default``)."""
+        if method != "wald":
+            raise ValueError(
+                f"confint method {method!r} is not available in this version; use method='wald'"
+            )
+        return wald_confint(self.coef, self.se, level)
+
+    # --- fit statistics ---------------------------------------------------------------
+    @property
+    def _total_weights(self) -> Array:
+        return self._fit.weights * self._fit.freq_weights
+
+    @cached_property
+    def nobs(self) -> float:
+        """Observations with non-zero prior weight, counting frequency weights (R's nobs)."""
+        n = float(np.sum(self._fit.freq_weights[self._fit.weights > 0]))
+        return int(n) if n.is_integer() else n
+
+    @property
+    def n_dropped(self) -> int:
+        """Rows dropped for missing values."""
+        return self._fit.n_dropped
+
+    @property
+    def df_resid(self) -> float:
+        return self.nobs - self.rank
+
+    @property
+    def df_null(self) -> float:
+        return self.nobs - int(self._fit.has_intercept)
+
+    @property
+    def deviance(self) -> float:
+        return self._fit.deviance
+
+    @property
+    def null_deviance(self) -> float:
+        return self._fit.null_deviance
+
+    @cached_property
+    def pearson_chi2(self) -> float:
+        """Sum of squared Pearson residuals, frequency-weighted."""
+        r = self.residuals("pearson")
+        return float(np.sum(self._fit.freq_weights * r**2))
+
+    @cached_property
+    def dispersion(self) -> float:
+        """1 for binomial, poisson and negative binomial; else Pearson chi2 / df (as R)."""
+        if self.family.fixed_dispersion:
+            return 1.0
+        if self.df_resid <= 0:
+            return float("nan")
+        return self.pearson_chi2 / self.df_resid
+
+    @cached_property
+    def loglik(self) -> float:
+        f = self._fit
+        return f.family.loglik(f.y, f.mu, f.weights, f.freq_weights, f.deviance)
+
+    @property
+    def n_params(self) -> int:
+        """Parameters counted in AIC/BIC: the rank plus the family's scale parameters."""
+        return self.rank + self.family.n_scale_params
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + np.log(self.nobs) * self.n_params
+
+    @property
+    def converged(self) -> bool:
+        return self._fit.converged
+
+    @property
+    def n_iter(self) -> int:
+        return self._fit.n_iter
+
+    @property
+    def fit_log(self) -> FitLog:
+        return self._fit.log
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Messages of the warnings raised during the fit."""
+        return self._fit.warnings
+
+    @property
+    def theta(self) -> float:
+        """Negative binomial theta (estimated or fixed)."""
+        th = getattr(self.family, "theta", None)
+        if th is None:
+            raise AttributeError("theta exists for negative binomial fits only")
+        return float(th)
+
+    @property
+    def theta_se(self) -> float:
+        if self._fit.theta_se is None:
+            raise AttributeError("theta_se exists for negative binomial fits with estimated theta")
+        return self._fit.theta_se
+
+    # --- per-observation values -------------------------------------------------------
+    @property
+    def fitted(self) -> Array:
+        return _readonly(self._fit.mu)
+
+    @property
+    def linear_predictor(self) -> Array:
+        return _readonly(self._fit.eta)
+
+    @property
+    def y(self) -> Array:
+        return _readonly(self._fit.y)
+
+    @property
+    def prior_weights(self) -> Array:
+        return _readonly(self._fit.weights)
+
+    @property
+    def freq_weights(self) -> Array:
+        return _readonly(self._fit.freq_weights)
+
+    def residuals(self, type: str = "deviance") -> Array:  # noqa: A002 - R's argument name
+        """Residuals of type ``deviance``, ``pearson``, ``working`` or ``response``."""
+        f = self._fit
+        return _residuals(type, f.family, f.y, f.mu, f.eta, f.weights)
+
+    # --- prediction -------------------------------------------------------------------
+    def predict(
+        self,
+        newdata: Any = None,
+        type: Literal["response", "link"] = "response",  # noqa: A002
+        se: bool = False,
+        interval: Literal["confidence"] | None = None,
+        level: float = 0.95,
+        offset: Any = None,
+    ) -> Array | pd.DataFrame:
+        """Predictions on the response or link scale.
+
+        With ``se=True`` (or an interval) a DataFrame ``fit, se`` (and ``lower, upper``):
+        standard errors by the delta method, se_response = |d mu/d eta| se_link; confidence
+        intervals are computed on the link scale and mapped through the inverse link.
+        """
+        if type not in ("response", "link"):
+            raise ValueError(f"type must be 'response' or 'link', got {type!r}")
+        if interval not in (None, "confidence"):
+            raise ValueError(f"interval must be None or 'confidence', got {interval!r}")
+        X, eta = self._design_for(newdata, offset)
+        link = self.family.link
+        fit = link.inverse(eta) if type == "response" else eta
+        if not se and interval is None:
+            return fit
+        kept = ~self._fit.aliased
+        Xk = X[:, kept]
+        V = self.vcov.to_numpy()
+        se_eta = np.sqrt(np.einsum("ij,jk,ik->i", Xk, V, Xk))
+        out = pd.DataFrame({"fit": fit})
+        out["se"] = se_eta * np.abs(link.mu_eta(eta)) if type == "response" else se_eta
+        if interval == "confidence":
+            from scipy import stats
+
+            q = stats.norm.ppf(0.5 + level / 2.0)
+            lo, hi = eta - q * se_eta, eta + q * se_eta
+            if type == "response":
+                lo, hi = link.inverse(lo), link.inverse(hi)
+                lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+            out["lower"], out["upper"] = lo, hi
+        return out
+
+    def _design_for(self, newdata: Any, offset: Any) -> tuple[Array, Array]:
+        f = self._fit
+        beta = np.where(f.aliased, 0.0, f.coef)
+        if newdata is None:
+            if offset is not None:
+                raise DataError("offset= in predict() goes with newdata=")
+            return f.X.rows(np.arange(f.X.shape[0])), f.eta
+        if f.terms is None:
+            X = np.asarray(newdata, dtype=float)
+            if X.ndim != 2 or X.shape[1] != f.X.shape[1]:
+                raise DataError(f"newdata must be a matrix with {f.X.shape[1]} columns, got shape {X.shape}")
+            off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
+            if off.shape[0] != X.shape[0]:
+                raise DataError(f"offset has length {off.shape[0]} but newdata has {X.shape[0]} rows")
+        else:
+            X, off = new_design(f.terms, newdata, offset)
+        return X, X @ beta + off
+
+    # --- presentation -----------------------------------------------------------------
+    def summary(self) -> Any:
+        from glmx.results.summary import GLMSummary
+
+        return GLMSummary(self)
+
+    def __repr__(self) -> str:
+        fam = self.family
+        return (
+            f"<GLMResults {fam.name}({fam.link.name}) n={self.nobs} rank={self.rank} "
+            f"deviance={self.deviance:.6g} aic={self.aic:.6g}>"
+        )

@@ -1,0 +1,123 @@
+"""R-style text (and HTML) summary of a fitted GLM, laid out as R's ``summary.glm``."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from glmx.results.rformat import align, format_column, format_pval, signif_stars
+
+if TYPE_CHECKING:
+    from glmx.results.glm import GLMResults
+
+
+class GLMSummary:
+    """``str()`` reads like R's ``summary.glm``; ``_repr_html_`` renders in notebooks."""
+
+    def __init__(self, fit: GLMResults) -> None:
+        self.fit = fit
+
+    @property
+    def coef_table(self):  # noqa: ANN201 - a pandas DataFrame
+        return self.fit.coef_table
+
+    def _residual_lines(self) -> list[str]:
+        r = self.fit.residuals("deviance")
+        if len(r) > 5:
+            q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
+            head = ["Min", "1Q", "Median", "3Q", "Max"]
+            vals = format_column(q, 4)
+        else:
+            head = [str(i + 1) for i in range(len(r))]
+            vals = format_column(r, 4)
+        w = [max(len(h), len(v)) for h, v in zip(head, vals)]
+        return [
+            "  ".join(h.rjust(k) for h, k in zip(head, w)),
+            "  ".join(v.rjust(k) for v, k in zip(vals, w)),
+        ]
+
+    def _coef_lines(self) -> list[str]:
+        fit = self.fit
+        tab = fit.coef_table
+        kind = "z" if fit.family.fixed_dispersion else "t"
+        est = format_column(tab["estimate"], 4)
+        se = format_column(tab["std_error"], 4)
+        stat = format_column(np.round(tab["statistic"].to_numpy(dtype=float), 3), 4)
+        pv = format_pval(tab["p_value"], 3)
+        stars = signif_stars(tab["p_value"])
+        rows = [["", "Estimate", "Std. Error", f"{kind} value", f"Pr(>|{kind}|)", ""]]
+        for i, name in enumerate(tab.index):
+            rows.append([str(name), est[i], se[i], stat[i], pv[i], stars[i]])
+        return align(rows)
+
+    def __str__(self) -> str:
+        fit = self.fit
+        fam = fit.family
+        lines = ["", "Call:", fit._fit.call or "glmx.glm_fit(...)", "", "Deviance Residuals: "]
+        lines += self._residual_lines()
+        lines += [""]
+        n_alias = int(fit.aliased.sum())
+        if n_alias:
+            lines.append(
+                f"Coefficients: ({n_alias} not defined because of singularities)"
+            )
+        else:
+            lines.append("Coefficients:")
+        lines += self._coef_lines()
+        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1", ""]
+        if fam.fixed_dispersion:
+            lines.append(f"(Dispersion parameter for {fam.name} family taken to be 1)")
+        else:
+            lines.append(
+                f"(Dispersion parameter for {fam.name} family taken to be {fit.dispersion:.7g})"
+            )
+        lines.append("")
+        nd = format_column([fit.null_deviance, fit.deviance], 5)
+        w = max(map(len, nd))
+        lines.append(f"    Null deviance: {nd[0].rjust(w)}  on {fit.df_null:g}  degrees of freedom")
+        lines.append(f"Residual deviance: {nd[1].rjust(w)}  on {fit.df_resid:g}  degrees of freedom")
+        if fit.n_dropped:
+            lines.append(f"  ({fit.n_dropped} observation(s) deleted due to missingness)")
+        aic = fit.aic
+        lines.append(f"AIC: {format_column([aic], 5)[0] if np.isfinite(aic) else 'NA'}")
+        if hasattr(fam, "theta") and fam.theta is not None:
+            th = f"Theta: {fam.theta:.5g}"
+            if fit._fit.theta_se is not None:
+                th += f"  (Std. Err.: {fit._fit.theta_se:.4g})"
+            lines += ["", th, f"2 x log-likelihood: {2 * fit.loglik:.3f}"]
+        lines += ["", f"Number of Fisher Scoring iterations: {fit.n_iter}", ""]
+        if not fit.converged:
+            lines.append("Warning: the fit did not converge.")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        fit = self.fit
+        tab = fit.coef_table
+        kind = "z" if fit.family.fixed_dispersion else "t"
+        head = "".join(
+            f"<th>{h}</th>" for h in ["", "Estimate", "Std. Error", f"{kind} value", f"Pr(&gt;|{kind}|)", ""]
+        )
+        body = []
+        est, se = format_column(tab["estimate"], 4), format_column(tab["std_error"], 4)
+        stat = format_column(np.round(tab["statistic"].to_numpy(dtype=float), 3), 4)
+        pv, stars = format_pval(tab["p_value"], 3), signif_stars(tab["p_value"])
+        for i, name in enumerate(tab.index):
+            cells = [html.escape(str(name)), est[i], se[i], stat[i], html.escape(pv[i]), stars[i]]
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        fam = fit.family
+        stats = (
+            f"<p>{html.escape(fam.name)} family, {html.escape(fam.link.name)} link; "
+            f"dispersion {fit.dispersion:.6g}; null deviance {fit.null_deviance:.6g} on "
+            f"{fit.df_null:g} df; residual deviance {fit.deviance:.6g} on {fit.df_resid:g} df; "
+            f"AIC {fit.aic:.6g}; {fit.n_iter} Fisher scoring iterations.</p>"
+        )
+        return (
+            f"<div><p><code>{html.escape(fit._fit.call)}</code></p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            f"{stats}</div>"
+        )

@@ -1,0 +1,176 @@
+"""Iteratively reweighted least squares, as R's ``glm.fit`` with a safety net.
+
+Each iteration solves the weighted least squares problem of Fisher scoring
+
+    (X'WX) delta = X'W r,   W = w mu_eta^2 / V(mu),   r = (y - mu) / mu_eta
+
+and sets beta <- beta + delta (the same iterate as R's regression of the working
+response z = eta - offset + r, written as an update so that rounding in X'WX does not
+bias the fixed point).  The step is halved when the deviance is not finite, when eta or
+mu leave their valid range (both as R), and when the deviance increases (as ``glm2``).
+Convergence is R's: |dev - dev_old| / (|dev| + 0.1) < tol.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from glmx.errors import BoundaryWarning, ConvergenceError, ConvergenceWarning
+from glmx.solvers.linalg import factorize
+from glmx.solvers.state import Array, FitLog, IRLSInputs, IRLSResult
+
+MAX_HALVINGS = 60
+
+
+def working_weights_and_residuals(inp: IRLSInputs, eta: Array, mu: Array) -> tuple[Array, Array]:
+    """W = w mu_eta^2 / V(mu) and r = (y - mu) / mu_eta; both 0 where w = 0 or mu_eta = 0."""
+    fam = inp.family
+    mu_eta = fam.link.mu_eta(eta)
+    var = fam.variance(mu)
+    wt = inp.total_weights
+    good = (wt > 0) & (mu_eta != 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        W = np.where(good, wt * mu_eta**2 / var, 0.0)
+        r = np.where(good, (inp.y - mu) / mu_eta, 0.0)
+    return W, r
+
+
+def _valid(inp: IRLSInputs, eta: Array, mu: Array) -> bool:
+    return inp.family.link.valid_eta(eta) and inp.family.valid_mu(mu)
+
+
+def _initial_point(inp: IRLSInputs) -> tuple[Array | None, Array, Array]:
+    fam = inp.family
+    if inp.start is not None:
+        beta = np.asarray(inp.start, dtype=float)
+        eta = inp.X.matvec(beta) + inp.offset
+        mu = fam.link.inverse(eta)
+        if not _valid(inp, eta, mu):
+            raise ConvergenceError(
+                "the supplied start coefficients give invalid fitted values for the "
+                f"{fam.name} family with the {fam.link.name} link; supply other starting values"
+            )
+        return beta, eta, mu
+    mu = fam.starting_mu(inp.y, inp.weights) if inp.mustart is None else inp.mustart
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = fam.link.link(mu)
+    if not (np.all(np.isfinite(eta)) and _valid(inp, eta, fam.link.inverse(eta))):
+        raise ConvergenceError(
+            f"cannot find valid starting values for the {fam.name} family with the "
+            f"{fam.link.name} link; please give start= coefficients"
+        )
+    return None, eta, fam.link.inverse(eta)
+
+
+def irls(inp: IRLSInputs) -> IRLSResult:
+    """Fit by IRLS; see the module docstring for the iteration."""
+    fam = inp.family
+    p = inp.X.shape[1]
+    wt = inp.total_weights
+    beta, eta, mu = _initial_point(inp)
+    coef_old = beta
+    dev_old = fam.deviance(inp.y, mu, wt)
+    log = FitLog()
+    converged = boundary = False
+    n_iter = 0
+    for n_iter in range(1, inp.max_iter + 1):
+        W, r = working_weights_and_residuals(inp, eta, mu)
+        if beta is None:
+            # first step from mustart: regress z = eta - offset + r (R's working response)
+            base = np.zeros(p)
+            rhs = inp.X.rmatvec(W * (eta - inp.offset + r))
+        else:
+            base = beta
+            rhs = inp.X.rmatvec(W * r)
+        fac = factorize(inp.X.gram(W))
+        beta_new = base + fac.solve(rhs)
+        beta_new[fac.aliased] = 0.0
+        beta, eta, mu, dev, halvings, hit_boundary = _step(inp, beta_new, coef_old, dev_old)
+        boundary |= hit_boundary
+        log.record(dev, halvings)
+        if abs(dev - dev_old) / (abs(dev) + 0.1) < inp.tol:
+            converged = True
+            break
+        dev_old = dev
+        coef_old = beta
+    assert beta is not None
+    if not converged:
+        warnings.warn(
+            f"IRLS did not converge in {inp.max_iter} iterations (last relative deviance "
+            "change above tol); raise max_iter, give start= values, or check the model",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    if boundary:
+        warnings.warn(
+            "IRLS stopped at a boundary value (steps were halved to keep the fitted values "
+            "valid); the estimates may be on the edge of the parameter space",
+            BoundaryWarning,
+            stacklevel=3,
+        )
+    # covariance at the final estimates (R uses the weights of the last iteration)
+    W, _ = working_weights_and_residuals(inp, eta, mu)
+    fac = factorize(inp.X.gram(W))
+    coef = np.where(fac.aliased, np.nan, beta)
+    return IRLSResult(
+        coef=coef,
+        aliased=fac.aliased,
+        eta=eta,
+        mu=mu,
+        deviance=dev,
+        working_weights=W,
+        cov_unscaled=fac.inverse(),
+        n_iter=n_iter,
+        converged=converged,
+        boundary=boundary,
+        log=log,
+    )
+
+
+def _step(
+    inp: IRLSInputs, beta_new: Array, coef_old: Array | None, dev_old: float
+) -> tuple[Array, Array, Array, float, int, bool]:
+    """Evaluate a step, halving it toward ``coef_old`` while the deviance is not finite,
+    eta/mu are invalid, or the deviance went up.  Returns the accepted beta, eta, mu,
+    deviance, the number of halvings and whether halving was needed for validity (R's
+    boundary)."""
+    fam = inp.family
+    wt = inp.total_weights
+    beta = beta_new
+    halvings = 0
+    boundary = False
+    while True:
+        eta = inp.X.matvec(beta) + inp.offset
+        with np.errstate(all="ignore"):
+            mu = fam.link.inverse(eta)
+            dev = fam.deviance(inp.y, mu, wt)
+        bad = not np.isfinite(dev) or not _valid(inp, eta, mu)
+        worse = (
+            not bad
+            and coef_old is not None
+            and dev - dev_old > 1e-12 * (abs(dev_old) + 0.1)
+        )
+        if not (bad or worse):
+            break
+        if coef_old is None:
+            raise ConvergenceError(
+                "no valid set of coefficients has been found from the starting values: "
+                "please supply start= coefficients"
+            )
+        if halvings >= MAX_HALVINGS:
+            if bad:
+                raise ConvergenceError(
+                    "IRLS could not find a valid step (fitted values outside the family's "
+                    "range); supply start= coefficients or use another link"
+                )
+            beta = coef_old  # no decrease possible: stay put, which signals convergence
+            eta = inp.X.matvec(beta) + inp.offset
+            mu = fam.link.inverse(eta)
+            dev = fam.deviance(inp.y, mu, wt)
+            break
+        boundary |= bad
+        beta = (beta + coef_old) / 2.0
+        halvings += 1
+    return beta, eta, mu, dev, halvings, boundary

@@ -1,0 +1,109 @@
+"""Normal equations with in-order rank detection (R's ``dqrdc2`` rule, on the Gram).
+
+Column j is *aliased* when its weighted residual norm after projecting on the kept
+columns before it is tiny relative to its own norm:
+
+    ||(I - P_{<j}) W^{1/2} x_j||^2 / ||W^{1/2} x_j||^2 < tol
+
+which is R's criterion (on the squared ratio), so the same columns are dropped as by R's
+``glm`` and get NaN coefficients.  On the Gram G = X'WX the squared ratio is the
+Cholesky pivot of the unit-diagonal scaled G, which we read off directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import linalg
+
+Array = NDArray[np.float64]
+
+# squared-norm ratio below which a column counts as a linear combination of earlier ones;
+# the Gram squares the condition number, so this matches R's 1e-11 on the norm in spirit
+# while staying clear of rounding noise in G (about 1e-16 relative).
+RANK_TOL = 1e-10
+
+
+@dataclass(frozen=True)
+class Factorization:
+    """Cholesky factor of the scaled Gram on the kept (non-aliased) columns.
+
+    G[kept][:, kept] = D R'R D with D = diag(scale[kept]).
+    """
+
+    R: Array
+    scale: Array  # sqrt(diag(G)) for every column (0 for all-zero columns)
+    kept: NDArray[np.bool_]
+
+    @property
+    def aliased(self) -> NDArray[np.bool_]:
+        return ~self.kept
+
+    @property
+    def rank(self) -> int:
+        return int(self.kept.sum())
+
+    def solve(self, rhs: Array) -> Array:
+        """x with G x = rhs on the kept columns, 0 on aliased columns."""
+        d = self.scale[self.kept]
+        x = np.zeros(self.kept.shape[0])
+        x[self.kept] = linalg.cho_solve((self.R, False), rhs[self.kept] / d) / d
+        return x
+
+    def inverse(self) -> Array:
+        """(X'WX)^{-1} on the kept columns (rank x rank)."""
+        d = self.scale[self.kept]
+        rinv = linalg.solve_triangular(self.R, np.eye(self.R.shape[0]), lower=False)
+        inv = (rinv @ rinv.T) / np.outer(d, d)
+        return (inv + inv.T) / 2.0
+
+
+def factorize(G: Array, tol: float = RANK_TOL) -> Factorization:
+    """Factor G = X'WX, dropping columns that are (numerically) combinations of earlier ones."""
+    p = G.shape[0]
+    diag = np.diag(G).copy()
+    scale = np.sqrt(np.maximum(diag, 0.0))
+    nonzero = scale > 0
+    # a column that is zero under the weights is aliased outright
+    if nonzero.any():
+        ref = scale[nonzero].max()
+        nonzero &= scale > ref * 1e-150
+    idx = np.flatnonzero(nonzero)
+    Gs = G[np.ix_(idx, idx)] / np.outer(scale[idx], scale[idx])
+    try:
+        R = linalg.cholesky(Gs, lower=False, check_finite=False)
+        if np.all(np.diag(R) ** 2 >= tol):
+            kept = np.zeros(p, dtype=bool)
+            kept[idx] = True
+            return Factorization(R, scale, kept)
+    except linalg.LinAlgError:
+        pass
+    return _factorize_in_order(Gs, idx, scale, p, tol)
+
+
+def _factorize_in_order(
+    Gs: Array, idx: NDArray[np.intp], scale: Array, p: int, tol: float
+) -> Factorization:
+    """Left-looking Cholesky that skips a column whose pivot falls below ``tol``."""
+    m = Gs.shape[0]
+    R = np.zeros((m, m))
+    kept_local: list[int] = []
+    for j in range(m):
+        k = len(kept_local)
+        if k:
+            # r = R_kept^{-T} Gs[kept, j]; pivot = Gs[j, j] - ||r||^2
+            r = linalg.solve_triangular(R[:k, :k], Gs[kept_local, j], trans="T", lower=False)
+        else:
+            r = np.zeros(0)
+        pivot = Gs[j, j] - float(r @ r)
+        if pivot < tol:
+            continue
+        R[:k, k] = r
+        R[k, k] = np.sqrt(pivot)
+        kept_local.append(j)
+    k = len(kept_local)
+    kept = np.zeros(p, dtype=bool)
+    kept[idx[kept_local]] = True
+    return Factorization(R[:k, :k].copy(), scale, kept)

@@ -1,0 +1,71 @@
+"""Frozen solver inputs, the iteration log and the solver's output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from glmx.design.matrix import DesignMatrix
+from glmx.families.base import Family
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class IRLSInputs:
+    """Everything IRLS needs; never modified by the solver.
+
+    ``weights`` are prior weights (R's), ``freq_weights`` case counts; the deviance and
+    working weights use their product.  ``start`` are coefficients; ``mustart`` fitted
+    means to start from (R's ``mustart``), used when ``start`` is None.
+    """
+
+    X: DesignMatrix
+    y: Array
+    weights: Array
+    freq_weights: Array
+    offset: Array
+    family: Family
+    start: Array | None = None
+    mustart: Array | None = None
+    tol: float = 1e-10
+    max_iter: int = 100
+
+    @property
+    def total_weights(self) -> Array:
+        return self.weights * self.freq_weights
+
+
+@dataclass
+class FitLog:
+    """One entry per IRLS iteration: deviance after the step and step-halvings taken."""
+
+    deviance: list[float] = field(default_factory=list)
+    halvings: list[int] = field(default_factory=list)
+
+    def record(self, deviance: float, halvings: int) -> None:
+        self.deviance.append(deviance)
+        self.halvings.append(halvings)
+
+
+@dataclass(frozen=True)
+class IRLSResult:
+    """Estimates at the final iterate.
+
+    ``coef`` has NaN for aliased columns; ``cov_unscaled`` is (X'WX)^{-1} on the kept
+    columns at the final mu (multiply by the dispersion for the covariance).
+    """
+
+    coef: Array
+    aliased: NDArray[np.bool_]
+    eta: Array
+    mu: Array
+    deviance: float
+    working_weights: Array
+    cov_unscaled: Array
+    n_iter: int
+    converged: bool
+    boundary: bool
+    log: FitLog
