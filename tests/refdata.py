@@ -44,6 +44,8 @@ def fit_case(case: dict, **kwargs):
     import glmx
 
     c = case["case"]
+    # glm.nb ran with its default glm.control(epsilon = 1e-8); the others with 1e-12
+    default_tol = 1e-8 if c["family"] == "negbin" else 1e-12
     family = R_FAMILY.get(c["family"], c["family"])
     link = R_LINK.get(c["link"], c["link"])
     return glmx.glm(
@@ -54,6 +56,6 @@ def fit_case(case: dict, **kwargs):
         weights=c.get("weights"),
         offset=c.get("offset"),
         start=c.get("start"),
-        tol=kwargs.pop("tol", 1e-12),
+        tol=kwargs.pop("tol", default_tol),
         **kwargs,
     )

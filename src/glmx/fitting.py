@@ -229,7 +229,8 @@ def _fit(
 
     fit = GLMFit(
         family=fam, X=X, y=y, weights=w, freq_weights=f, offset=off, coef=res.coef,
-        aliased=res.aliased, cov_unscaled=res.cov_unscaled, eta=res.eta, mu=res.mu,
+        aliased=res.aliased, cov_unscaled=res.cov_unscaled,
+        working_weights=res.working_weights, eta=res.eta, mu=res.mu,
         deviance=deviance, null_deviance=null_dev, has_intercept=has_intercept,
         n_iter=res.n_iter, converged=res.converged, log=res.log, n_dropped=n_dropped,
         terms=terms, call=call, theta_se=theta_se,

@@ -35,7 +35,7 @@ class NegativeBinomial(Family):
     def name(self) -> str:  # type: ignore[override]
         if self.theta is None:
             return "Negative Binomial"
-        return f"Negative Binomial({self.theta:.4g})"
+        return f"Negative Binomial({round(self.theta, 4)})"  # MASS: format(round(theta, 4))
 
     def with_theta(self, theta: float) -> NegativeBinomial:
         """A copy of this family at a given theta (keeps whether theta was estimated)."""

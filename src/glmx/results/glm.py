@@ -45,6 +45,7 @@ class GLMFit:
     coef: Array
     aliased: NDArray[np.bool_]
     cov_unscaled: Array
+    working_weights: Array
     eta: Array
     mu: Array
     deviance: float
@@ -155,12 +156,17 @@ class GLMResults:
 
     @cached_property
     def dispersion(self) -> float:
-        """1 for binomial, poisson and negative binomial; else Pearson chi2 / df (as R)."""
+        """1 for binomial, poisson and negative binomial; else the Pearson estimate as R's
+        ``summary.glm``: sum(W r^2) / df with the working weights W of the last IRLS step
+        and the working residuals r (equal to pearson_chi2 / df at convergence)."""
         if self.family.fixed_dispersion:
             return 1.0
         if self.df_resid <= 0:
             return float("nan")
-        return self.pearson_chi2 / self.df_resid
+        W = self._fit.working_weights
+        pos = W > 0
+        r = self.residuals("working")[pos]
+        return float(np.sum(W[pos] * r**2)) / self.df_resid
 
     @cached_property
     def loglik(self) -> float:

@@ -55,26 +55,42 @@ def _r_sci(v: float, mant: int) -> str:
 
 
 def format_pval(p: ArrayLike, digits: int = 3) -> list[str]:
-    """R's ``format.pval(p, digits, eps = .Machine$double.eps)``: '<2e-16' below eps."""
-    out = []
-    for v in np.asarray(p, dtype=float):
-        if np.isnan(v):
-            out.append("NA")
-        elif v < EPS:
-            out.append("<2e-16")
-        else:
-            out.append(format_column([v], digits)[0])
+    """R's ``format.pval(p, digits, eps = .Machine$double.eps)``: values of 1e-3 and up
+    formatted together, smaller ones together, and '<2e-16' (or '< 2e-16') below eps."""
+    pv = np.asarray(p, dtype=float)
+    out = ["NA"] * len(pv)
+    ok = ~np.isnan(pv)
+    tiny = ok & (pv < EPS)
+    rest = ok & ~tiny
+    # R 4.x formats every p-value above eps together (format.pval's fixp split is disabled)
+    idx = np.flatnonzero(rest)
+    for i, txt in zip(idx, format_column(pv[idx], digits)):
+        out[i] = txt
+    if tiny.any():
+        d = max(1, digits - 2)
+        sep = " "
+        if rest.any():
+            nc = max(len(out[i]) for i in np.flatnonzero(rest))
+            if d > 1 and d + 6 > nc:
+                d = max(1, nc - 7)
+            sep = "" if (d == 1 and nc <= 6) else " "
+        elif d == 1:
+            sep = ""
+        for i in np.flatnonzero(tiny):
+            out[i] = "<" + sep + "2e-16"
     return out
 
 
 def signif_stars(p: ArrayLike) -> list[str]:
+    """R's significance codes, left-justified to a common width as ``symnum`` prints."""
     out = []
     for v in np.asarray(p, dtype=float):
         if np.isnan(v):
             out.append("")
         else:
             out.append("***" if v < 0.001 else "**" if v < 0.01 else "*" if v < 0.05 else "." if v < 0.1 else " ")
-    return out
+    width = max((len(s) for s in out), default=0)
+    return [s.ljust(width) for s in out]
 
 
 def align(rows: list[list[str]], left_first: bool = True) -> list[str]:
@@ -86,5 +102,5 @@ def align(rows: list[list[str]], left_first: bool = True) -> list[str]:
             r[j].ljust(widths[j]) if (j == 0 and left_first) else r[j].rjust(widths[j])
             for j in range(len(r))
         ]
-        lines.append(" ".join(cells).rstrip())
+        lines.append(" ".join(cells))
     return lines

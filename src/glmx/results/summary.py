@@ -25,25 +25,31 @@ class GLMSummary:
 
     def _residual_lines(self) -> list[str]:
         r = self.fit.residuals("deviance")
-        if len(r) > 5:
+        if self.fit.df_resid > 5:
             q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
             head = ["Min", "1Q", "Median", "3Q", "Max"]
             vals = format_column(q, 4)
         else:
             head = [str(i + 1) for i in range(len(r))]
             vals = format_column(r, 4)
-        w = [max(len(h), len(v)) for h, v in zip(head, vals)]
-        return [
-            "  ".join(h.rjust(k) for h, k in zip(head, w)),
-            "  ".join(v.rjust(k) for v, k in zip(vals, w)),
-        ]
+        width = max(max(map(len, head)), max(map(len, vals)))
+        w = [width] * len(head)  # a named vector prints in one common width
+        lines = []
+        per_line = max(1, 80 // (max(w) + 2))
+        for start in range(0, len(head), per_line):
+            sl = slice(start, start + per_line)
+            lines.append("".join(h.rjust(k) + "  " for h, k in zip(head[sl], w[sl])))
+            lines.append("".join(v.rjust(k) + "  " for v, k in zip(vals[sl], w[sl])))
+        return lines
 
     def _coef_lines(self) -> list[str]:
         fit = self.fit
         tab = fit.coef_table
         kind = "z" if fit.family.fixed_dispersion else "t"
-        est = format_column(tab["estimate"], 4)
-        se = format_column(tab["std_error"], 4)
+        # R's printCoefmat formats estimates and standard errors as one block
+        k = len(tab)
+        both = format_column(np.concatenate([tab["estimate"], tab["std_error"]]), 4)
+        est, se = both[:k], both[k:]
         stat = format_column(np.round(tab["statistic"].to_numpy(dtype=float), 3), 4)
         pv = format_pval(tab["p_value"], 3)
         stars = signif_stars(tab["p_value"])
@@ -82,12 +88,13 @@ class GLMSummary:
             lines.append(f"  ({fit.n_dropped} observation(s) deleted due to missingness)")
         aic = fit.aic
         lines.append(f"AIC: {format_column([aic], 5)[0] if np.isfinite(aic) else 'NA'}")
-        if hasattr(fam, "theta") and fam.theta is not None:
-            th = f"Theta: {fam.theta:.5g}"
-            if fit._fit.theta_se is not None:
-                th += f"  (Std. Err.: {fit._fit.theta_se:.4g})"
-            lines += ["", th, f"2 x log-likelihood: {2 * fit.loglik:.3f}"]
         lines += ["", f"Number of Fisher Scoring iterations: {fit.n_iter}", ""]
+        if getattr(fam, "theta", None) is not None:
+            # as MASS's print.summary.negbin
+            lines += ["", f"              Theta:  {format_column([fam.theta], 4)[0]} "]
+            if fit._fit.theta_se is not None:
+                lines.append(f"          Std. Err.:  {format_column([fit._fit.theta_se], 3)[0]} ")
+            lines += ["", f" 2 x log-likelihood:  {2 * fit.loglik:.3f} "]
         if not fit.converged:
             lines.append("Warning: the fit did not converge.")
         return "\n".join(lines)
@@ -103,7 +110,8 @@ class GLMSummary:
             f"<th>{h}</th>" for h in ["", "Estimate", "Std. Error", f"{kind} value", f"Pr(&gt;|{kind}|)", ""]
         )
         body = []
-        est, se = format_column(tab["estimate"], 4), format_column(tab["std_error"], 4)
+        both = format_column(np.concatenate([tab["estimate"], tab["std_error"]]), 4)
+        est, se = both[: len(tab)], both[len(tab) :]
         stat = format_column(np.round(tab["statistic"].to_numpy(dtype=float), 3), 4)
         pv, stars = format_pval(tab["p_value"], 3), signif_stars(tab["p_value"])
         for i, name in enumerate(tab.index):

@@ -110,9 +110,7 @@ def irls(inp: IRLSInputs) -> IRLSResult:
             BoundaryWarning,
             stacklevel=3,
         )
-    # covariance at the final estimates (R uses the weights of the last iteration)
-    W, _ = working_weights_and_residuals(inp, eta, mu)
-    fac = factorize(inp.X.gram(W))
+    # as R: the covariance and dispersion use the weights of the last WLS step
     coef = np.where(fac.aliased, np.nan, beta)
     return IRLSResult(
         coef=coef,
@@ -121,7 +119,7 @@ def irls(inp: IRLSInputs) -> IRLSResult:
         mu=mu,
         deviance=dev,
         working_weights=W,
-        cov_unscaled=fac.inverse(),
+        cov_unscaled=fac.inverse(),  # (X'WX)^{-1} of the last step
         n_iter=n_iter,
         converged=converged,
         boundary=boundary,

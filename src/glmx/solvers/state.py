@@ -54,8 +54,9 @@ class FitLog:
 class IRLSResult:
     """Estimates at the final iterate.
 
-    ``coef`` has NaN for aliased columns; ``cov_unscaled`` is (X'WX)^{-1} on the kept
-    columns at the final mu (multiply by the dispersion for the covariance).
+    ``coef`` has NaN for aliased columns.  As R's ``glm.fit``, ``working_weights`` W and
+    ``cov_unscaled`` = (X'WX)^{-1} (kept columns) are those of the last WLS step, i.e. at
+    the mu the last step started from; multiply by the dispersion for the covariance.
     """
 
     coef: Array
