@@ -263,7 +263,10 @@ def _check_boundary_fits(inp: IRLSInputs, mu: Array, converged: bool, aliased: A
     pos = inp.total_weights > 0
     if isinstance(fam, Binomial):
         edge = (mu[pos] > 1 - 10 * EPS) | (mu[pos] < 10 * EPS)
-        if not edge.any() and converged:
+        # quasi-complete separation often stops IRLS at probabilities near 1e-10 rather
+        # than at R's 10 eps, so probabilities this extreme trigger the (exact) LP check
+        extreme = (mu[pos] > 1 - 1e-8) | (mu[pos] < 1e-8)
+        if not extreme.any() and converged:
             return
         sep = detect_separation(inp.X, inp.y, inp.total_weights, ~np.asarray(aliased))
         if sep is not None:

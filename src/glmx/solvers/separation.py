@@ -39,27 +39,41 @@ def detect_separation(
     A = X.rows(idx)[:, kept]
     yy = y[idx]
     ones, zeros = yy >= 1.0, yy <= 0.0
-    s = np.where(ones, 1.0, np.where(zeros, -1.0, 0.0))
     inner = ~(ones | zeros)
-    # maximise sum s_i x_i'b  <=>  minimise -(s'A) b ; s_i x_i'b >= 0 ; x_i'b = 0 inside
-    c = -(s @ A)
-    A_ub = -(s[~inner, None] * A[~inner])
-    b_ub = np.zeros(A_ub.shape[0])
-    A_eq = A[inner] if inner.any() else None
-    b_eq = np.zeros(int(inner.sum())) if inner.any() else None
+    s = np.where(ones, 1.0, -1.0)[~inner]
+    S = s[:, None] * A[~inner]  # rows s_i x_i'
+    E = A[inner] if inner.any() else None
+    p = A.shape[1]
+    bounds = [(-1.0, 1.0)] * p
+    eq = {"A_eq": E, "b_eq": np.zeros(E.shape[0])} if E is not None else {}
+    scale = max(1.0, float(np.abs(A).max()))
+    # complete separation: maximise the margin t with s_i x_i'b >= t, 0 <= t <= 1
+    if E is None:
+        res = optimize.linprog(
+            np.r_[np.zeros(p), -1.0],
+            A_ub=np.c_[-S, np.ones(S.shape[0])],
+            b_ub=np.zeros(S.shape[0]),
+            bounds=[*bounds, (0.0, 1.0)],
+            method="highs",
+        )
+        if res.status == 0 and -res.fun > 1e-7 * scale:
+            return _direction(X, kept, res.x[:p], A, complete=True)
+    # quasi-complete: maximise sum_i s_i x_i'b with s_i x_i'b >= 0 (Konis 2007)
     res = optimize.linprog(
-        c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=[(-1, 1)] * A.shape[1], method="highs"
+        -S.sum(axis=0), A_ub=-S, b_ub=np.zeros(S.shape[0]), bounds=bounds, method="highs", **eq
     )
-    if res.status != 0 or -res.fun <= 1e-7 * max(1.0, float(np.abs(A).max())):
+    if res.status != 0 or -res.fun <= 1e-7 * scale:
         return None
-    b = res.x
+    return _direction(X, kept, res.x, A, complete=False)
+
+
+def _direction(
+    X: DesignMatrix, kept: NDArray[np.bool_], b: Array, A: Array, complete: bool
+) -> Separation:
     lin = A @ b
-    scale = np.abs(lin).max()
-    on_plane = np.abs(lin) <= 1e-8 * scale
-    names = np.asarray(X.column_names)[kept]
-    cols = [str(names[j]) for j in np.flatnonzero(np.abs(b) > 1e-8)]
-    return Separation(
-        complete=not bool(on_plane[~inner].any()),
-        columns=cols,
-        n_separated=int((~on_plane).sum()),
-    )
+    on_plane = np.abs(lin) <= 1e-8 * np.abs(lin).max()
+    names = [str(n) for n in np.asarray(X.column_names)[kept]]
+    cols = [names[j] for j in np.flatnonzero(np.abs(b) > 1e-8)]
+    # the intercept moves along with any separating predictor: name it only if alone
+    named = [c for c in cols if c not in ("Intercept", "(Intercept)")] or cols
+    return Separation(complete=complete, columns=named, n_separated=int((~on_plane).sum()))

@@ -1,0 +1,26 @@
+"""Every ```python block of the README runs, in order, in one namespace."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_blocks_run():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 5
+    ns: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the README's examples fit without warnings
+        for block in blocks:
+            exec(compile(block, str(README), "exec"), ns)
+    # the cbind response and the proportion-with-trials response are the same model
+    prop_fit, cbind_fit = ns["prop_fit"], ns["cbind_fit"]
+    np.testing.assert_allclose(cbind_fit.coef.to_numpy(), prop_fit.coef.to_numpy(), rtol=1e-10)
+    np.testing.assert_allclose(cbind_fit.se.to_numpy(), prop_fit.se.to_numpy(), rtol=1e-10)
+    assert cbind_fit.aic == prop_fit.aic
