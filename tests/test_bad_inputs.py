@@ -160,17 +160,13 @@ ERROR_CASES = [
     ),
     (
         "glm_fit-inf-in-X-named-column",
-        lambda: glmx.glm_fit(
-            pd.DataFrame({"one": 1.0, "dose": [1, 2, np.inf, 4, 5, 6, 7, 8]}), Y
-        ),
+        lambda: glmx.glm_fit(pd.DataFrame({"one": 1.0, "dose": [1, 2, np.inf, 4, 5, 6, 7, 8]}), Y),
         glmx.DataError,
         r"(?s)'dose'.*1 missing or non-finite",
     ),
     (
         "glm_fit-nan-in-sparse-X",
-        lambda: glmx.glm_fit(
-            sp.csr_matrix(np.column_stack([X, [1, 2, np.nan, 4, 5, 6, 7, 8]])), Y
-        ),
+        lambda: glmx.glm_fit(sp.csr_matrix(np.column_stack([X, [1, 2, np.nan, 4, 5, 6, 7, 8]])), Y),
         glmx.DataError,
         r"(?s)'x2'.*1 missing or non-finite",
     ),

@@ -90,15 +90,21 @@ def test_negative_binomial_loglik_and_theta_ml():
     def nll(t):
         return -NegativeBinomial(t).loglik(y, mu, one, one, 0.0)
 
-    best = optimize.minimize_scalar(nll, bounds=(0.1, 50), method="bounded", options={"xatol": 1e-10})
+    best = optimize.minimize_scalar(
+        nll, bounds=(0.1, 50), method="bounded", options={"xatol": 1e-10}
+    )
     assert est.theta == pytest.approx(best.x, rel=1e-6)
 
 
-@pytest.mark.parametrize("p, base", [(0, Gaussian()), (1, Poisson()), (2, Gamma()), (3, InverseGaussian())])
+@pytest.mark.parametrize(
+    "p, base", [(0, Gaussian()), (1, Poisson()), (2, Gamma()), (3, InverseGaussian())]
+)
 def test_tweedie_special_cases(p, base):
     y = rng.uniform(0.5, 4, 20)
     mu = rng.uniform(0.5, 4, 20)
-    np.testing.assert_allclose(Tweedie(p).unit_deviance(y, mu), base.unit_deviance(y, mu), rtol=1e-10)
+    np.testing.assert_allclose(
+        Tweedie(p).unit_deviance(y, mu), base.unit_deviance(y, mu), rtol=1e-10
+    )
     np.testing.assert_allclose(Tweedie(p).variance(mu), base.variance(mu))
 
 

@@ -13,7 +13,11 @@ POSITIVE_LINKS = ["log", "inverse", "inverse_squared", "sqrt"]
 
 
 def _all_links():
-    return [links.get_link(n) for n in links.LINK_NAMES] + [links.Power(0.3), links.Power(-0.5), links.Power(0)]
+    return [links.get_link(n) for n in links.LINK_NAMES] + [
+        links.Power(0.3),
+        links.Power(-0.5),
+        links.Power(0),
+    ]
 
 
 @pytest.mark.parametrize("link", _all_links(), ids=repr)
@@ -47,7 +51,9 @@ def test_r_clamps_in_the_tails():
     eps = np.finfo(float).eps
     # R: binomial()$linkinv(c(-31, 31)) == c(eps/(1+eps), 1/(1+eps)); mu.eta == eps
     logit = links.Logit()
-    np.testing.assert_allclose(logit.inverse(np.array([-31.0, 31.0])), [eps / (1 + eps), 1 / (1 + eps)])
+    np.testing.assert_allclose(
+        logit.inverse(np.array([-31.0, 31.0])), [eps / (1 + eps), 1 / (1 + eps)]
+    )
     np.testing.assert_allclose(logit.mu_eta(np.array([-31.0, 31.0])), [eps, eps])
     # R: binomial("probit")$mu.eta(40) == .Machine$double.eps
     assert links.Probit().mu_eta(np.array([40.0]))[0] == eps

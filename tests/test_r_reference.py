@@ -18,9 +18,9 @@ import warnings
 
 import numpy as np
 import pytest
-from refdata import dataset, fit_case, glm_cases
 
 import glmx
+from refdata import dataset, fit_case, glm_cases
 
 CASES = glm_cases()
 NAMES = sorted(CASES)
@@ -41,7 +41,9 @@ def fits() -> dict:
 
 
 def close(actual, expected, rtol, atol=0.0) -> None:
-    np.testing.assert_allclose(actual, _arr(expected) if isinstance(expected, list) else expected, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        actual, _arr(expected) if isinstance(expected, list) else expected, rtol=rtol, atol=atol
+    )
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "separation_logit"])
@@ -56,12 +58,19 @@ def test_coefficients_and_standard_errors(fits, name):
     vref = np.array(ref["vcov"], dtype=float)
     if vref.shape[0] != kept.sum():  # R's vcov has NA rows for aliased coefficients
         vref = vref[np.ix_(kept, kept)]
-    np.testing.assert_allclose(fit.vcov.to_numpy(), vref, rtol=1e-5, atol=1e-12 * np.abs(vref).max())
+    np.testing.assert_allclose(
+        fit.vcov.to_numpy(), vref, rtol=1e-5, atol=1e-12 * np.abs(vref).max()
+    )
     # bounds near zero: allow what the SE tolerance allows (2 x 1e-5 x se)
     if "confint_wald" not in ref:
         return
     ci_atol = 2e-5 * float(np.nanmax(_arr(ref["se"])))
-    close(fit.confint(method="wald").to_numpy(), np.array(ref["confint_wald"], dtype=float), rtol=1e-6, atol=ci_atol)
+    close(
+        fit.confint(method="wald").to_numpy(),
+        np.array(ref["confint_wald"], dtype=float),
+        rtol=1e-6,
+        atol=ci_atol,
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -3,15 +3,42 @@ summaries (the same models as the examples of R's ``glm`` and ``MASS``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import glmx
 from glmx.datasets import load
 
-MODELS = [
-    ("Dobson's randomized trial: Poisson counts", "dobson", "counts ~ outcome + treatment", {"family": "poisson"}),
-    ("Budworm mortality: binomial proportions, trials as weights", "budworm", "prop ~ sex * ldose", {"family": "binomial", "weights": "total"}),
-    ("Blood clotting times: Gamma with the inverse link", "clotting", "lot1 ~ log(u)", {"family": "gamma"}),
-    ("Car insurance claims: Poisson rates with an offset", "insurance", "Claims ~ District + Group + Age + offset(log_holders)", {"family": "poisson"}),
-    ("School absences: negative binomial, theta by ML (MASS::glm.nb)", "quine", "Days ~ Eth + Sex + Age + Lrn", {"family": "negative_binomial"}),
+MODELS: list[tuple[str, str, str, dict[str, Any]]] = [
+    (
+        "Dobson's randomized trial: Poisson counts",
+        "dobson",
+        "counts ~ outcome + treatment",
+        {"family": "poisson"},
+    ),
+    (
+        "Budworm mortality: binomial proportions, trials as weights",
+        "budworm",
+        "prop ~ sex * ldose",
+        {"family": "binomial", "weights": "total"},
+    ),
+    (
+        "Blood clotting times: Gamma with the inverse link",
+        "clotting",
+        "lot1 ~ log(u)",
+        {"family": "gamma"},
+    ),
+    (
+        "Car insurance claims: Poisson rates with an offset",
+        "insurance",
+        "Claims ~ District + Group + Age + offset(log_holders)",
+        {"family": "poisson"},
+    ),
+    (
+        "School absences: negative binomial, theta by ML (MASS::glm.nb)",
+        "quine",
+        "Days ~ Eth + Sex + Age + Lrn",
+        {"family": "negative_binomial"},
+    ),
 ]
 
 

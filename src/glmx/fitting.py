@@ -168,12 +168,18 @@ def _validated(
         raise DataError("there are no observations to fit")
     _check_finite(y, f"response {response_name!r}")
     out = []
-    for name, v, default in (("weights", weights, 1.0), ("freq_weights", freq_weights, 1.0), ("offset", offset, 0.0)):
+    for name, v, default in (
+        ("weights", weights, 1.0),
+        ("freq_weights", freq_weights, 1.0),
+        ("offset", offset, 0.0),
+    ):
         arr = np.full(n, default) if v is None else _as_vector(v, name, n)
         _check_finite(arr, name)
         if name != "offset" and np.any(arr < 0):
             i = int(np.flatnonzero(arr < 0)[0])
-            raise DataError(f"{name} must be non-negative; {int((arr < 0).sum())} negative, first at row {i}: {arr[i]!r}")
+            raise DataError(
+                f"{name} must be non-negative; {int((arr < 0).sum())} negative, first at row {i}: {arr[i]!r}"
+            )
         out.append(arr)
     w, f, off = out
     if not np.any(w * f > 0):
@@ -207,10 +213,22 @@ def _fit(
     if start is not None:
         start_arr = _as_vector(start, "start")
         if start_arr.shape[0] != p:
-            raise DataError(f"start has length {start_arr.shape[0]} but the design has {p} columns ({', '.join(X.column_names)})")
+            raise DataError(
+                f"start has length {start_arr.shape[0]} but the design has {p} columns ({', '.join(X.column_names)})"
+            )
     if not (tol > 0) or max_iter < 1:
         raise ValueError("tol must be positive and max_iter at least 1")
-    inp = IRLSInputs(X=X, y=y, weights=w, freq_weights=f, offset=off, family=fam, start=start_arr, tol=tol, max_iter=max_iter)
+    inp = IRLSInputs(
+        X=X,
+        y=y,
+        weights=w,
+        freq_weights=f,
+        offset=off,
+        family=fam,
+        start=start_arr,
+        tol=tol,
+        max_iter=max_iter,
+    )
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

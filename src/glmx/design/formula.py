@@ -80,7 +80,9 @@ def _split_formula(formula: str) -> tuple[str, str]:
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string like 'y ~ x', got {type(formula).__name__}")
     if formula.count("~") != 1:
-        raise FormulaError(f"formula {formula!r} needs exactly one '~' with the response on its left")
+        raise FormulaError(
+            f"formula {formula!r} needs exactly one '~' with the response on its left"
+        )
     lhs, rhs = (part.strip() for part in formula.split("~"))
     if not lhs:
         raise FormulaError(f"formula {formula!r} has no response on the left of '~'")
@@ -166,11 +168,15 @@ def _factor_response(col: pd.Series, name: str, binomial: bool) -> Array:
     if pd.api.types.is_bool_dtype(col):
         return np.asarray(col.astype("float64"))
     if not binomial:
-        raise DataError(f"response {name!r} is not numeric ({col.dtype}); only binomial models take a factor response")
+        raise DataError(
+            f"response {name!r} is not numeric ({col.dtype}); only binomial models take a factor response"
+        )
     cat = col.astype("category") if not isinstance(col.dtype, pd.CategoricalDtype) else col
     levels = list(cat.cat.categories)
     if len(levels) > 2 or len(levels) < 1:
-        raise DataError(f"factor response {name!r} must have two levels, has {len(levels)}: {levels[:5]}")
+        raise DataError(
+            f"factor response {name!r} must have two levels, has {len(levels)}: {levels[:5]}"
+        )
     y = (cat != levels[0]).astype("float64").to_numpy()
     y[cat.isna().to_numpy()] = np.nan
     return y
@@ -192,7 +198,11 @@ def build_model_frame(
 
     # columns the model uses: every variable of the formula, plus named weights/offset
     needed = _variables(f"{lhs} ~ {rhs}" if not lhs.startswith("cbind") else rhs, "formula")
-    needed |= set().union(*(_variables(f"{o} ~ 1", "offset") for o in offset_terms)) if offset_terms else set()
+    needed |= (
+        set().union(*(_variables(f"{o} ~ 1", "offset") for o in offset_terms))
+        if offset_terms
+        else set()
+    )
     if lhs.startswith("cbind"):
         needed |= set().union(*(_variables(f"{a} ~ 1", "response") for a in lhs[6:-1].split(",")))
     missing = sorted(v for v in needed if v not in df.columns)
@@ -237,7 +247,11 @@ def build_model_frame(
                 f"factor {str(factor)!r} has a single level {list(state.levels)!r} in the "
                 f"{int(keep.sum())} rows used; a factor needs two or more levels"
             )
-    X = np.asarray(mm.to_numpy(dtype=float)) if hasattr(mm, "to_numpy") else np.asarray(mm, dtype=float)
+    X = (
+        np.asarray(mm.to_numpy(dtype=float))
+        if hasattr(mm, "to_numpy")
+        else np.asarray(mm, dtype=float)
+    )
     names = [str(c) for c in mm.columns]
     _check_finite(X, names, dfk.index)
 

@@ -40,7 +40,7 @@ class DesignMatrix(Protocol):
         """X.T @ diag(w) @ X, p x p, for non-negative w."""
         ...
 
-    def rows(self, index: Array) -> Array:
+    def rows(self, index: NDArray[np.intp]) -> Array:
         """Dense copy of the given rows (for diagnostics on a few rows)."""
         ...
 
@@ -50,13 +50,15 @@ class DenseDesign:
     blocks, so memory beyond X is O(block * p + p^2) and X is never copied."""
 
     def __init__(self, X: NDArray[np.floating], column_names: list[str] | None = None) -> None:
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2:
+        arr: Array = np.asarray(X, dtype=np.float64)
+        if arr.ndim != 2:
             raise ValueError("a design matrix must be two-dimensional")
-        self.X = X
-        self.shape = (int(X.shape[0]), int(X.shape[1]))
+        self.X = arr
+        self.shape = (int(arr.shape[0]), int(arr.shape[1]))
         self.column_names = (
-            list(column_names) if column_names is not None else [f"x{j}" for j in range(X.shape[1])]
+            list(column_names)
+            if column_names is not None
+            else [f"x{j}" for j in range(arr.shape[1])]
         )
         self._block = max(256, _TARGET_BLOCK_BYTES // (8 * max(1, self.shape[1])))
 
@@ -82,7 +84,7 @@ class DenseDesign:
         upper = np.triu(c)
         return upper + np.triu(c, 1).T
 
-    def rows(self, index: Array) -> Array:
+    def rows(self, index: NDArray[np.intp]) -> Array:
         return self.X[index]
 
     def column(self, j: int) -> Array:
@@ -97,7 +99,9 @@ class SparseDesign:
         self.X = sp.csr_matrix(X, dtype=np.float64)
         self.shape = (int(self.X.shape[0]), int(self.X.shape[1]))
         self.column_names = (
-            list(column_names) if column_names is not None else [f"x{j}" for j in range(self.shape[1])]
+            list(column_names)
+            if column_names is not None
+            else [f"x{j}" for j in range(self.shape[1])]
         )
 
     def matvec(self, b: Array) -> Array:
@@ -110,7 +114,7 @@ class SparseDesign:
         G = (self.X.T @ sp.diags(w) @ self.X).toarray()
         return (G + G.T) / 2.0
 
-    def rows(self, index: Array) -> Array:
+    def rows(self, index: NDArray[np.intp]) -> Array:
         return self.X[index].toarray()
 
     def column(self, j: int) -> Array:

@@ -13,9 +13,7 @@ Array = NDArray[np.float64]
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 
 
-def residuals(
-    kind: str, family: Family, y: Array, mu: Array, eta: Array, weights: Array
-) -> Array:
+def residuals(kind: str, family: Family, y: Array, mu: Array, eta: Array, weights: Array) -> Array:
     """Residuals of one type; ``weights`` are the prior weights."""
     if kind == "response":
         return y - mu

@@ -83,7 +83,9 @@ def inverse_gaussian(link: str | Link | None = None) -> InverseGaussian:
     return InverseGaussian(link)
 
 
-def negative_binomial(theta: float | None = None, link: str | Link | None = None) -> NegativeBinomial:
+def negative_binomial(
+    theta: float | None = None, link: str | Link | None = None
+) -> NegativeBinomial:
     return NegativeBinomial(theta, link)
 
 

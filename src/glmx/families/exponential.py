@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import special
 
 from glmx.errors import DataError, DataWarning
@@ -18,7 +19,7 @@ def _ylogy_ratio(y: Array, mu: Array) -> Array:
         return np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0)
 
 
-def _first_bad(y: Array, bad: Array) -> str:
+def _first_bad(y: Array, bad: NDArray[np.bool_]) -> str:
     idx = int(np.flatnonzero(bad)[0])
     return f"{int(bad.sum())} value(s), first at row {idx}: {y[idx]!r}"
 
@@ -143,7 +144,9 @@ class Poisson(Family):
 
     def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
         _check_counts(y, name, self.name)
-        if self.warn_noninteger and np.any(np.abs(y - np.round(y)) > 1e-7 * np.maximum(1, np.abs(y))):
+        if self.warn_noninteger and np.any(
+            np.abs(y - np.round(y)) > 1e-7 * np.maximum(1, np.abs(y))
+        ):
             warnings.warn(
                 f"non-integer counts in poisson response {name!r}: the log-likelihood and "
                 "AIC are not defined (NaN); quasipoisson fits the same mean model",

@@ -295,10 +295,14 @@ class GLMResults:
         if f.terms is None:
             X = np.asarray(newdata, dtype=float)
             if X.ndim != 2 or X.shape[1] != f.X.shape[1]:
-                raise DataError(f"newdata must be a matrix with {f.X.shape[1]} columns, got shape {X.shape}")
+                raise DataError(
+                    f"newdata must be a matrix with {f.X.shape[1]} columns, got shape {X.shape}"
+                )
             off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
             if off.shape[0] != X.shape[0]:
-                raise DataError(f"offset has length {off.shape[0]} but newdata has {X.shape[0]} rows")
+                raise DataError(
+                    f"offset has length {off.shape[0]} but newdata has {X.shape[0]} rows"
+                )
         else:
             X, off = new_design(f.terms, newdata, offset)
         return X, X @ beta + off

@@ -43,7 +43,9 @@ def format_column(values: ArrayLike, digits: int = 4) -> list[str]:
     use = fixed if max(map(len, fixed)) <= max(map(len, sci)) else sci
     out, it = [], iter(use)
     for v in x:
-        out.append(next(it) if np.isfinite(v) else ("NA" if np.isnan(v) else ("Inf" if v > 0 else "-Inf")))
+        out.append(
+            next(it) if np.isfinite(v) else ("NA" if np.isnan(v) else ("Inf" if v > 0 else "-Inf"))
+        )
     return out
 
 
@@ -88,7 +90,17 @@ def signif_stars(p: ArrayLike) -> list[str]:
         if np.isnan(v):
             out.append("")
         else:
-            out.append("***" if v < 0.001 else "**" if v < 0.01 else "*" if v < 0.05 else "." if v < 0.1 else " ")
+            out.append(
+                "***"
+                if v < 0.001
+                else "**"
+                if v < 0.01
+                else "*"
+                if v < 0.05
+                else "."
+                if v < 0.1
+                else " "
+            )
     width = max((len(s) for s in out), default=0)
     return [s.ljust(width) for s in out]
 

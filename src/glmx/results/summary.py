@@ -66,9 +66,7 @@ class GLMSummary:
         lines += [""]
         n_alias = int(fit.aliased.sum())
         if n_alias:
-            lines.append(
-                f"Coefficients: ({n_alias} not defined because of singularities)"
-            )
+            lines.append(f"Coefficients: ({n_alias} not defined because of singularities)")
         else:
             lines.append("Coefficients:")
         lines += self._coef_lines()
@@ -83,15 +81,18 @@ class GLMSummary:
         nd = format_column([fit.null_deviance, fit.deviance], 5)
         w = max(map(len, nd))
         lines.append(f"    Null deviance: {nd[0].rjust(w)}  on {fit.df_null:g}  degrees of freedom")
-        lines.append(f"Residual deviance: {nd[1].rjust(w)}  on {fit.df_resid:g}  degrees of freedom")
+        lines.append(
+            f"Residual deviance: {nd[1].rjust(w)}  on {fit.df_resid:g}  degrees of freedom"
+        )
         if fit.n_dropped:
             lines.append(f"  ({fit.n_dropped} observation(s) deleted due to missingness)")
         aic = fit.aic
         lines.append(f"AIC: {format_column([aic], 5)[0] if np.isfinite(aic) else 'NA'}")
         lines += ["", f"Number of Fisher Scoring iterations: {fit.n_iter}", ""]
-        if getattr(fam, "theta", None) is not None:
+        theta = getattr(fam, "theta", None)
+        if theta is not None:
             # as MASS's print.summary.negbin
-            lines += ["", f"              Theta:  {format_column([fam.theta], 4)[0]} "]
+            lines += ["", f"              Theta:  {format_column([theta], 4)[0]} "]
             if fit._fit.theta_se is not None:
                 lines.append(f"          Std. Err.:  {format_column([fit._fit.theta_se], 3)[0]} ")
             lines += ["", f" 2 x log-likelihood:  {2 * fit.loglik:.3f} "]
@@ -107,7 +108,8 @@ class GLMSummary:
         tab = fit.coef_table
         kind = "z" if fit.family.fixed_dispersion else "t"
         head = "".join(
-            f"<th>{h}</th>" for h in ["", "Estimate", "Std. Error", f"{kind} value", f"Pr(&gt;|{kind}|)", ""]
+            f"<th>{h}</th>"
+            for h in ["", "Estimate", "Std. Error", f"{kind} value", f"Pr(&gt;|{kind}|)", ""]
         )
         body = []
         both = format_column(np.concatenate([tab["estimate"], tab["std_error"]]), 4)

@@ -75,7 +75,7 @@ def irls(inp: IRLSInputs) -> IRLSResult:
     log = FitLog()
     converged = boundary = False
     n_iter = 0
-    for n_iter in range(1, inp.max_iter + 1):
+    for n_iter in range(1, inp.max_iter + 1):  # noqa: B007 - the count is reported
         W, r = working_weights_and_residuals(inp, eta, mu)
         if beta is None:
             # first step from mustart: regress z = eta - offset + r (R's working response)
@@ -145,11 +145,7 @@ def _step(
             mu = fam.link.inverse(eta)
             dev = fam.deviance(inp.y, mu, wt)
         bad = not np.isfinite(dev) or not _valid(inp, eta, mu)
-        worse = (
-            not bad
-            and coef_old is not None
-            and dev - dev_old > 1e-12 * (abs(dev_old) + 0.1)
-        )
+        worse = not bad and coef_old is not None and dev - dev_old > 1e-12 * (abs(dev_old) + 0.1)
         if not (bad or worse):
             break
         if coef_old is None:

@@ -23,7 +23,9 @@ class ThetaEstimate:
     n_iter: int
 
 
-def theta_ml(y: Array, mu: Array, w: Array, max_iter: int = 100, tol: float = 1e-10) -> ThetaEstimate:
+def theta_ml(
+    y: Array, mu: Array, w: Array, max_iter: int = 100, tol: float = 1e-10
+) -> ThetaEstimate:
     """ML estimate of theta for fixed mu by Newton's method (MASS ``theta.ml``).
 
     Starts at theta = n / sum(w (y/mu - 1)^2) and iterates theta <- theta + score/info;
@@ -40,16 +42,22 @@ def theta_ml(y: Array, mu: Array, w: Array, max_iter: int = 100, tol: float = 1e
         delta = theta_score(t0, y, mu, w) / info
         t0 = t0 + delta
     if it == max_iter:
-        warnings.warn("theta estimation reached its iteration limit", ConvergenceWarning, stacklevel=3)
+        warnings.warn(
+            "theta estimation reached its iteration limit", ConvergenceWarning, stacklevel=3
+        )
     if t0 < 0:
-        warnings.warn("negative binomial theta estimate truncated at zero", ConvergenceWarning, stacklevel=3)
+        warnings.warn(
+            "negative binomial theta estimate truncated at zero", ConvergenceWarning, stacklevel=3
+        )
         t0 = 0.0
     if t0 > 0:
         info = theta_info(t0, y, mu, w)
     return ThetaEstimate(theta=float(t0), se=float(np.sqrt(1.0 / info)), n_iter=it)
 
 
-def fit_negative_binomial(inp: IRLSInputs) -> tuple[IRLSResult, NegativeBinomial, ThetaEstimate, int]:
+def fit_negative_binomial(
+    inp: IRLSInputs,
+) -> tuple[IRLSResult, NegativeBinomial, ThetaEstimate, int]:
     """Alternate theta.ml and IRLS (glm.nb); returns the last fit, the family at the
     final theta, the theta estimate and the number of alternations."""
     fam = inp.family
