@@ -156,3 +156,21 @@ def test_default_tolerance_agrees_with_r():
         close(fit.coef.to_numpy(), CASES[name]["coef"], rtol=1e-5, atol=1e-6 * scale)
         close(fit.se.to_numpy(), CASES[name]["se"], rtol=1e-5)
         close(fit.deviance, CASES[name]["deviance"], rtol=1e-7)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if CASES[n].get("confint_profile")])
+def test_profile_confint_matches_mass(fits, name):
+    # R: MASS:::confint.glm(fit) -- MASS interpolates a spline through the profile,
+    # glmx solves for the roots, so agreement is to MASS's interpolation error
+    ci = fits[name].confint(level=0.95)
+    ref = np.array(CASES[name]["confint_profile"], dtype=float)
+    np.testing.assert_allclose(ci.to_numpy(), ref, rtol=2e-3, atol=1e-6 * np.abs(ref).max())
+    assert (ci["lower"] < fits[name].coef).all() and (fits[name].coef < ci["upper"]).all()
+
+
+def test_results_are_immutable(fits):
+    fit = fits["dobson_poisson"]
+    with pytest.raises(AttributeError, match="immutable"):
+        fit.coef = None
+    with pytest.raises(ValueError, match="read-only"):
+        fit.fitted[0] = 1.0

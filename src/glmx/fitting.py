@@ -251,7 +251,7 @@ def _fit(
         working_weights=res.working_weights, eta=res.eta, mu=res.mu,
         deviance=deviance, null_deviance=null_dev, has_intercept=has_intercept,
         n_iter=res.n_iter, converged=res.converged, log=res.log, n_dropped=n_dropped,
-        terms=terms, call=call, theta_se=theta_se,
+        terms=terms, call=call, theta_se=theta_se, tol=tol, max_iter=max_iter,
         warnings=tuple(str(m.message) for m in caught),
     )  # fmt: skip
     return GLMResults(fit)

@@ -59,14 +59,23 @@ class GLMFit:
     call: str = ""
     theta_se: float | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    tol: float = 1e-10
+    max_iter: int = 100
 
 
 class GLMResults:
     """A fitted generalized linear model.  See the GLM table of the API contract."""
 
     def __init__(self, fit: GLMFit) -> None:
-        self._fit = fit
-        self._names = list(fit.X.column_names)
+        object.__setattr__(self, "_fit", fit)
+        object.__setattr__(self, "_names", list(fit.X.column_names))
+        object.__setattr__(self, "_cache", {})
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"GLMResults is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"GLMResults is immutable: cannot delete {name!r}")
 
     # --- estimates --------------------------------------------------------------------
     @property
@@ -108,13 +117,21 @@ class GLMResults:
         df = None if self.family.fixed_dispersion else self.df_resid
         return _coef_table(self.coef, self.se, df)
 
-    def confint(self, level: float = 0.95, method: Literal["wald"] = "wald") -> pd.DataFrame:
-        """Wald intervals on the normal (R's ``confint.default``)."""
-        if method != "wald":
-            raise ValueError(
-                f"confint method {method!r} is not available in this version; use method='wald'"
-            )
-        return wald_confint(self.coef, self.se, level)
+    def confint(
+        self, level: float = 0.95, method: Literal["profile", "wald"] = "profile"
+    ) -> pd.DataFrame:
+        """Confidence intervals: profile likelihood (``MASS::confint.glm``, the default)
+        or Wald on the normal (``method="wald"``, R's ``confint.default``)."""
+        if method == "wald":
+            return wald_confint(self.coef, self.se, level)
+        if method == "profile":
+            key = ("profile", level)
+            if key not in self._cache:
+                from glmx.inference.profile import profile_confint
+
+                self._cache[key] = profile_confint(self, level)
+            return self._cache[key].copy()
+        raise ValueError(f"confint method must be 'profile' or 'wald', got {method!r}")
 
     # --- fit statistics ---------------------------------------------------------------
     @property
