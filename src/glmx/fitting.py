@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from glmx.design.formula import build_model_frame
-from glmx.design.matrix import DenseDesign, DesignMatrix, as_design
+from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign, as_design
 from glmx.errors import BoundaryWarning, DataError, SeparationWarning
 from glmx.families import Family, get_family
 from glmx.families.exponential import Binomial, Poisson
@@ -65,7 +65,7 @@ def glm(
     return _fit(
         mf.X, mf.y, fam, w, mf.freq_weights, mf.offset, start, tol, max_iter,
         has_intercept=has_icpt, n_dropped=mf.n_dropped, terms=mf.terms, call=call,
-        response_name=mf.terms.response,
+        response_name=mf.terms.response, rows=list(mf.row_index),
     )  # fmt: skip
 
 
@@ -92,17 +92,8 @@ def glm_fit(
     fam = get_family(family, link)
     if isinstance(X, pd.DataFrame):
         column_names = column_names or [str(c) for c in X.columns]
-        X = X.to_numpy(dtype=float)
-    design = as_design(X, column_names)
+    design = _checked_design(X, column_names)
     y_arr = _as_vector(y, "y")
-    if isinstance(design, DenseDesign):
-        bad = ~np.isfinite(design.X)
-        if bad.any():
-            j = int(np.flatnonzero(bad.any(axis=0))[0])
-            raise DataError(
-                f"column {design.column_names[j]!r} of X has {int(bad[:, j].sum())} "
-                "missing or non-finite value(s); glm_fit does not drop rows"
-            )
     if intercept is None:
         intercept = _has_ones_column(design)
     return _fit(
@@ -110,6 +101,46 @@ def glm_fit(
         has_intercept=intercept, n_dropped=0, terms=None, call="glmx.glm_fit(X, y)",
         response_name="y",
     )  # fmt: skip
+
+
+def _checked_design(X: Any, column_names: list[str] | None) -> DesignMatrix:
+    """A DesignMatrix from user X, with errors that name the column at fault."""
+    if isinstance(X, (DenseDesign, SparseDesign)):
+        return X
+    if sp.issparse(X):
+        data = np.asarray(X.data)
+        if not np.issubdtype(data.dtype, np.number):
+            raise DataError(f"X must be numeric, got {data.dtype}")
+        design = as_design(X, column_names)
+        assert isinstance(design, SparseDesign)
+        csc = design.X.tocsc()
+        bad = ~np.isfinite(csc.data)
+        if bad.any():
+            # the column of each stored value: its position among the column pointers
+            cols = np.searchsorted(csc.indptr, np.flatnonzero(bad), side="right") - 1
+            j = int(cols[0])
+            raise DataError(
+                f"column {design.column_names[j]!r} of X has {int((cols == j).sum())} missing "
+                "or non-finite value(s); glm_fit does not drop rows"
+            )
+        return design
+    try:
+        arr = np.asarray(X.to_numpy(dtype=float) if isinstance(X, pd.DataFrame) else X, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"X must be numeric, got {np.asarray(X).dtype}") from None
+    if arr.ndim != 2:
+        raise DataError(
+            f"X must be a two-dimensional matrix (rows x columns), got shape {arr.shape}"
+        )
+    design = DenseDesign(arr, column_names)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
+        raise DataError(
+            f"column {design.column_names[j]!r} of X has {int(bad[:, j].sum())} "
+            "missing or non-finite value(s); glm_fit does not drop rows"
+        )
+    return design
 
 
 def _call_text(formula: str, fam: Family, weights: Any, freq: Any, offset: Any) -> str:
@@ -203,12 +234,13 @@ def _fit(
     terms: Any,
     call: str,
     response_name: str,
+    rows: list[object] | None = None,
 ) -> GLMResults:
     n, p = X.shape
     w, f, off = _validated(n, weights, freq_weights, offset, y, response_name)
     if isinstance(fam, Binomial):
         y = np.where(w > 0, y, 0.0)  # R: y[weights == 0] <- 0
-    fam.check_response(y, w, response_name)
+    fam.check_response(y, w, response_name, rows)
     start_arr = None
     if start is not None:
         start_arr = _as_vector(start, "start")
@@ -216,8 +248,10 @@ def _fit(
             raise DataError(
                 f"start has length {start_arr.shape[0]} but the design has {p} columns ({', '.join(X.column_names)})"
             )
-    if not (tol > 0) or max_iter < 1:
-        raise ValueError("tol must be positive and max_iter at least 1")
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise DataError(f"tol must be a positive number, got {tol!r}")
+    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
+        raise DataError(f"max_iter must be a positive integer, got {max_iter!r}")
     inp = IRLSInputs(
         X=X,
         y=y,
@@ -314,4 +348,3 @@ def _check_boundary_fits(inp: IRLSInputs, mu: Array, converged: bool, aliased: A
 
 
 __all__ = ["glm", "glm_fit"]
-_ = sp  # scipy.sparse inputs are accepted through as_design

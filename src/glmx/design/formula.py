@@ -108,9 +108,13 @@ def _column_or_array(
         if spec not in df.columns:
             raise DataError(f"{name} column {spec!r} is not in the data")
         return _numeric(df[spec], f"{name} column {spec!r}"), spec
-    arr = np.asarray(spec, dtype=float).ravel() if not isinstance(spec, pd.Series) else None
-    if arr is None:
-        arr = np.asarray(spec.to_numpy(dtype=float, na_value=np.nan))
+    try:
+        if isinstance(spec, pd.Series):
+            arr = np.asarray(spec.to_numpy(dtype=float, na_value=np.nan))
+        else:
+            arr = np.asarray(spec, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise DataError(f"{name} must be numeric, got {np.asarray(spec).dtype}") from None
     if arr.shape[0] != len(df):
         raise DataError(f"{name} has length {arr.shape[0]} but the data have {len(df)} rows")
     return arr, None
@@ -128,7 +132,10 @@ def _eval_expr(expr: str, df: pd.DataFrame, what: str) -> Array:
     if expr in df.columns:
         return _numeric(df[expr], f"{what} {expr!r}")
     try:
-        mm = formulaic.model_matrix(f"{expr} ~ 1", df, na_action="ignore")
+        # I(...) makes formulaic evaluate the expression as Python: "size - incidence" is
+        # arithmetic here, not the removal of a term
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mm = formulaic.model_matrix(f"I({expr}) ~ 1", df, na_action="ignore")
     except FormulaicError as exc:
         raise FormulaError(f"cannot evaluate {what} {expr!r}: {exc}") from None
     except Exception as exc:  # errors raised by user transforms inside formulaic
@@ -177,8 +184,8 @@ def _factor_response(col: pd.Series, name: str, binomial: bool) -> Array:
         raise DataError(
             f"factor response {name!r} must have two levels, has {len(levels)}: {levels[:5]}"
         )
-    y = (cat != levels[0]).astype("float64").to_numpy()
-    y[cat.isna().to_numpy()] = np.nan
+    y = np.array((cat != levels[0]).astype("float64"), dtype=float)  # a writable copy
+    y[np.array(cat.isna())] = np.nan
     return y
 
 
@@ -232,10 +239,12 @@ def build_model_frame(
             f"{', '.join(used)}"
         )
     dfk = df.loc[keep] if n_dropped else df
+    dfk = _drop_unused_levels(dfk, needed)
 
     y, trials = _response(lhs, dfk, binomial)
     try:
-        mm = formulaic.model_matrix(rhs, dfk, na_action="raise")
+        with np.errstate(divide="ignore", invalid="ignore"):  # inf/nan are reported below
+            mm = formulaic.model_matrix(rhs, dfk, na_action="raise")
     except FormulaicError as exc:
         raise FormulaError(f"cannot build the design for {formula!r}: {exc}") from None
     except Exception as exc:  # user transforms failing inside formulaic
@@ -278,6 +287,18 @@ def build_model_frame(
         row_index=dfk.index,
         trials=trials,
     )
+
+
+def _drop_unused_levels(df: pd.DataFrame, used: set[str]) -> pd.DataFrame:
+    """R's model.frame(drop.unused.levels = TRUE): categories absent from the rows used
+    are dropped, so a factor with one level left is caught and no column is all zero."""
+    cols = [c for c in df.columns if c in used and isinstance(df[c].dtype, pd.CategoricalDtype)]
+    if not cols:
+        return df
+    out = df.copy()
+    for c in cols:
+        out[c] = out[c].cat.remove_unused_categories()
+    return out
 
 
 def _check_finite(X: Array, names: list[str], index: pd.Index) -> None:

@@ -5,8 +5,8 @@ log-likelihood (R's ``family$aic`` formulas exactly), the valid range of the res
 and of mu, and R's starting values ``mustart``.  To define a family of your own,
 subclass :class:`Family` and implement ``variance`` and ``unit_deviance``; implement
 ``loglik`` too if the family is a real likelihood (otherwise AIC is NaN, as for R's
-quasi families), and override ``check_response``/``starting_mu`` when the response has
-a restricted range.  Example::
+quasi families), and override ``invalid_response``/``starting_mu`` when the response
+has a restricted range.  Example::
 
     class PowerVariance(Family):
         name = "power-variance"
@@ -17,10 +17,12 @@ a restricted range.  Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 
-from glmx.errors import FamilyError
+from glmx.errors import DataError, FamilyError
 from glmx.families.links import Link, get_link
 
 Array = NDArray[np.float64]
@@ -88,8 +90,29 @@ class Family:
         return float("nan")
 
     # --- ranges and starting values ---------------------------------------------------
-    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
-        """Raise :class:`glmx.DataError` if y is outside the family's support."""
+    def invalid_response(self, y: Array, weights: Array) -> tuple[NDArray[np.bool_], str] | None:
+        """Rows whose response is outside the family's support, and what the family
+        needs (e.g. ``"a positive response"``); None when every value is valid."""
+        return None
+
+    def warn_response(self, y: Array, weights: Array, name: str) -> None:
+        """Warn about valid but unusual responses (R's non-integer count warnings)."""
+
+    def check_response(
+        self, y: Array, weights: Array, name: str = "response", rows: Sequence[object] | None = None
+    ) -> None:
+        """Raise :class:`glmx.DataError` naming the first bad row if y is outside the
+        family's support; ``rows`` are the data's row labels (default: positions)."""
+        problem = self.invalid_response(y, weights)
+        if problem is not None and problem[0].any():
+            bad, need = problem
+            i = int(np.flatnonzero(bad)[0])
+            label = rows[i] if rows is not None else i
+            raise DataError(
+                f"the {self.name} family needs {need}; response {name!r} has "
+                f"{int(bad.sum())} invalid value(s), first at row {label!r}: {float(y[i])!r}"
+            )
+        self.warn_response(y, weights, name)
 
     def starting_mu(self, y: Array, weights: Array) -> Array:
         """R's ``mustart`` from the family's ``initialize`` expression."""

@@ -13,15 +13,43 @@ from glmx.errors import DataError, DataWarning
 from glmx.families.base import Array, Family
 
 
-def _ylogy_ratio(y: Array, mu: Array) -> Array:
-    """y * log(y / mu), taken as 0 where y == 0."""
+_SERIES_R = 1e-2  # below this |r| the series below are exact to rounding
+
+
+def kl_poisson(y: Array, mu: Array) -> Array:
+    """y log(y/mu) - (y - mu) (0 log 0 = 0), without cancellation where y is near mu.
+
+    With r = (y - mu)/mu it equals mu ((1+r) log1p(r) - r), whose series
+    sum_{k>=2} (-1)^k r^k / (k (k-1)) is used for small |r|; so deviance residuals of
+    observations fitted almost exactly are not rounding noise of size sqrt(eps y)."""
+    y, mu = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(mu, dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0)
+        r = (y - mu) / mu
+        direct = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0) - (y - mu)
+    small = np.abs(r) < _SERIES_R
+    if small.any():
+        rs = r[small]
+        series = rs**2 * (
+            1 / 2 - rs * (1 / 6 - rs * (1 / 12 - rs * (1 / 20 - rs * (1 / 30 - rs / 42))))
+        )
+        direct = np.array(direct)
+        direct[small] = mu[small] * series
+    return np.asarray(direct)
 
 
-def _first_bad(y: Array, bad: NDArray[np.bool_]) -> str:
-    idx = int(np.flatnonzero(bad)[0])
-    return f"{int(bad.sum())} value(s), first at row {idx}: {y[idx]!r}"
+def kl_gamma(y: Array, mu: Array) -> Array:
+    """(y - mu)/mu - log(y/mu) = r - log1p(r), by its series r^2/2 - r^3/3 + ... for small r."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (y - mu) / mu
+        direct = r - np.log(np.where(y == 0, 1.0, y / mu))  # log(1) at y = 0, as R
+    small = np.abs(r) < _SERIES_R
+    if small.any():
+        rs = r[small]
+        direct = np.array(direct)
+        direct[small] = rs**2 * (
+            1 / 2 - rs * (1 / 3 - rs * (1 / 4 - rs * (1 / 5 - rs * (1 / 6 - rs / 7))))
+        )
+    return np.asarray(direct)
 
 
 class Gaussian(Family):
@@ -69,8 +97,9 @@ class Binomial(Family):
         return mu * (1.0 - mu)
 
     def unit_deviance(self, y: Array, mu: Array) -> Array:
-        # 2 (y log(y/mu) + (1-y) log((1-y)/(1-mu)))
-        return 2.0 * (_ylogy_ratio(y, mu) + _ylogy_ratio(1.0 - y, 1.0 - mu))
+        # 2 (y log(y/mu) + (1-y) log((1-y)/(1-mu))); the linear terms of the two
+        # Poisson-like pieces cancel, so each can be taken in its stable form
+        return 2.0 * (kl_poisson(y, mu) + kl_poisson(1.0 - y, 1.0 - mu))
 
     def loglik(
         self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
@@ -87,20 +116,17 @@ class Binomial(Family):
         )
         return float(np.sum(np.where(weights > 0, freq_weights * logpmf, 0.0)))
 
-    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
-        bad = (y < 0) | (y > 1)
-        if bad.any():
-            raise DataError(
-                f"binomial response {name!r} must be 0/1 or a proportion in [0, 1]; "
-                f"{_first_bad(y, bad)}"
-            )
+    def invalid_response(self, y: Array, weights: Array) -> tuple[NDArray[np.bool_], str] | None:
+        return (y < 0) | (y > 1), "a 0/1 response or a proportion in [0, 1]"
+
+    def warn_response(self, y: Array, weights: Array, name: str) -> None:
         successes = weights * y
         if self.warn_noninteger and np.any(np.abs(successes - np.round(successes)) > 1e-3):
             warnings.warn(
                 f"non-integer number of successes in a binomial glm (response {name!r} "
                 "times weights); use quasibinomial for non-count proportions",
                 DataWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
 
     def starting_mu(self, y: Array, weights: Array) -> Array:
@@ -110,13 +136,12 @@ class Binomial(Family):
         return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
 
 
-def _check_counts(y: Array, name: str, family: str) -> None:
-    bad = (y < 0) | ~np.isfinite(y)
-    if bad.any():
-        raise DataError(
-            f"negative values are not allowed for the {family} family (response {name!r}): "
-            f"{_first_bad(y, bad)}",
-        )
+def non_negative(y: Array) -> tuple[NDArray[np.bool_], str]:
+    return (y < 0) | ~np.isfinite(y), "non-negative counts"
+
+
+def positive(y: Array) -> tuple[NDArray[np.bool_], str]:
+    return (y <= 0) | ~np.isfinite(y), "a positive response"
 
 
 class Poisson(Family):
@@ -131,7 +156,7 @@ class Poisson(Family):
 
     def unit_deviance(self, y: Array, mu: Array) -> Array:
         # 2 (y log(y/mu) - (y - mu))
-        return 2.0 * (_ylogy_ratio(y, mu) - (y - mu))
+        return 2.0 * kl_poisson(y, mu)
 
     def loglik(
         self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
@@ -142,8 +167,10 @@ class Poisson(Family):
         logpmf = special.xlogy(y, mu) - mu - special.gammaln(y + 1.0)
         return float(np.sum(weights * freq_weights * logpmf))
 
-    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
-        _check_counts(y, name, self.name)
+    def invalid_response(self, y: Array, weights: Array) -> tuple[NDArray[np.bool_], str] | None:
+        return non_negative(y)
+
+    def warn_response(self, y: Array, weights: Array, name: str) -> None:
         if self.warn_noninteger and np.any(
             np.abs(y - np.round(y)) > 1e-7 * np.maximum(1, np.abs(y))
         ):
@@ -151,7 +178,7 @@ class Poisson(Family):
                 f"non-integer counts in poisson response {name!r}: the log-likelihood and "
                 "AIC are not defined (NaN); quasipoisson fits the same mean model",
                 DataWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
 
     def starting_mu(self, y: Array, weights: Array) -> Array:
@@ -159,15 +186,6 @@ class Poisson(Family):
 
     def valid_mu(self, mu: Array) -> bool:
         return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
-
-
-def _check_positive(y: Array, name: str, family: str) -> None:
-    bad = (y <= 0) | ~np.isfinite(y)
-    if bad.any():
-        raise DataError(
-            f"the {family} family needs a positive response; {name!r} has non-positive "
-            f"{_first_bad(y, bad)}",
-        )
 
 
 class Gamma(Family):
@@ -181,8 +199,7 @@ class Gamma(Family):
 
     def unit_deviance(self, y: Array, mu: Array) -> Array:
         # -2 (log(y/mu) - (y - mu)/mu)
-        with np.errstate(divide="ignore"):
-            return -2.0 * (np.log(np.where(y == 0, 1.0, y / mu)) - (y - mu) / mu)
+        return 2.0 * kl_gamma(y, mu)
 
     def loglik(
         self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
@@ -198,8 +215,8 @@ class Gamma(Family):
         )
         return float(np.sum(np.where(wt > 0, wt * logpdf, 0.0)))
 
-    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
-        _check_positive(y, name, "Gamma")
+    def invalid_response(self, y: Array, weights: Array) -> tuple[NDArray[np.bool_], str] | None:
+        return positive(y)
 
     def valid_mu(self, mu: Array) -> bool:
         return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
@@ -229,8 +246,8 @@ class InverseGaussian(Family):
         )
         return -0.5 * float(m2ll)
 
-    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
-        _check_positive(y, name, "inverse gaussian")
+    def invalid_response(self, y: Array, weights: Array) -> tuple[NDArray[np.bool_], str] | None:
+        return positive(y)
 
     def valid_mu(self, mu: Array) -> bool:
         return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))

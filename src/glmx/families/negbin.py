@@ -9,11 +9,12 @@ likelihood alternating with IRLS exactly as ``MASS::glm.nb`` (see
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import special
 
 from glmx.errors import FamilyError
 from glmx.families.base import Array, Family
-from glmx.families.exponential import _check_counts
+from glmx.families.exponential import kl_poisson, non_negative
 from glmx.families.links import Link
 
 
@@ -23,10 +24,12 @@ class NegativeBinomial(Family):
     fixed_dispersion = True
 
     def __init__(self, theta: float | None = None, link: str | Link | None = None) -> None:
-        if theta is not None and not (np.isfinite(theta) and theta > 0):
+        if theta is not None and not (
+            isinstance(theta, (int, float, np.number)) and np.isfinite(theta) and theta > 0
+        ):
             raise FamilyError(f"negative binomial theta must be a positive number, got {theta!r}")
+        self.theta = None if theta is None else float(theta)  # before the link check's message
         super().__init__(link)
-        self.theta = None if theta is None else float(theta)
         # glm.nb counts theta in AIC when it is estimated
         self.n_scale_params = 1 if theta is None else 0
         self.estimate_theta = theta is None
@@ -54,8 +57,10 @@ class NegativeBinomial(Family):
 
     def unit_deviance(self, y: Array, mu: Array) -> Array:
         # 2 (y log(max(1, y)/mu) - (y + theta) log((y + theta)/(mu + theta)))
+        # = 2 (K(y, mu) - K(y + theta, mu + theta)) with K(a, b) = a log(a/b) - (a - b),
+        # the stable form of glmx.families.exponential.kl_poisson (y log 1 = 0 at y = 0)
         th = self._theta()
-        return 2.0 * (y * np.log(np.maximum(1.0, y) / mu) - (y + th) * np.log((y + th) / (mu + th)))
+        return 2.0 * (kl_poisson(y, mu) - kl_poisson(y + th, mu + th))
 
     def loglik(
         self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
@@ -71,8 +76,8 @@ class NegativeBinomial(Family):
         )
         return float(np.sum(weights * freq_weights * term))
 
-    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
-        _check_counts(y, name, "negative binomial")
+    def invalid_response(self, y: Array, weights: Array) -> tuple[NDArray[np.bool_], str] | None:
+        return non_negative(y)
 
     def starting_mu(self, y: Array, weights: Array) -> Array:
         return y + (y == 0) / 6.0

@@ -10,8 +10,9 @@ AIC is NaN.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
-from glmx.errors import DataError, FamilyError
+from glmx.errors import FamilyError
 from glmx.families.base import Array, Family
 from glmx.families.links import Link
 
@@ -20,13 +21,17 @@ class Tweedie(Family):
     default_link = "log"
 
     def __init__(self, power: float = 1.5, link: str | Link | None = None) -> None:
-        if not np.isfinite(power) or 0 < power < 1:
+        if (
+            not isinstance(power, (int, float, np.number))
+            or not np.isfinite(power)
+            or 0 < power < 1
+        ):
             raise FamilyError(
                 f"tweedie power must be 0 or at least 1 (no distribution has 0 < p < 1), "
                 f"got {power!r}"
             )
-        super().__init__(link)
         self.power = float(power)
+        super().__init__(link)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -49,18 +54,13 @@ class Tweedie(Family):
             kappa = (y ** (2 - p) - mu ** (2 - p)) / (2 - p)
         return 2.0 * (y * theta - kappa)
 
-    def check_response(self, y: Array, weights: Array, name: str = "response") -> None:
+    def invalid_response(self, y: Array, weights: Array) -> tuple[NDArray[np.bool_], str] | None:
         p = self.power
         if p == 0:
-            return
-        bad = y < 0 if p < 2 else y <= 0
-        if np.any(bad):
-            idx = int(np.flatnonzero(bad)[0])
-            need = "non-negative" if p < 2 else "positive"
-            raise DataError(
-                f"the tweedie family with power {p:g} needs a {need} response; {name!r} has "
-                f"{int(bad.sum())} bad value(s), first at row {idx}: {y[idx]!r}"
-            )
+            return ~np.isfinite(y), "a finite response"
+        if p < 2:
+            return (y < 0) | ~np.isfinite(y), f"a non-negative response (power {p:g})"
+        return (y <= 0) | ~np.isfinite(y), f"a positive response (power {p:g})"
 
     def starting_mu(self, y: Array, weights: Array) -> Array:
         return y + 0.1 * (y == 0)

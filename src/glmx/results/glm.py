@@ -12,10 +12,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from glmx.design.formula import TermState, new_design
-from glmx.design.matrix import DesignMatrix
+from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign
 from glmx.diagnostics.residuals import residuals as _residuals
 from glmx.errors import DataError
 from glmx.families.base import Family
@@ -65,6 +66,10 @@ class GLMFit:
 
 class GLMResults:
     """A fitted generalized linear model.  See the GLM table of the API contract."""
+
+    _fit: GLMFit
+    _names: list[str]
+    _cache: dict[object, pd.DataFrame]
 
     def __init__(self, fit: GLMFit) -> None:
         object.__setattr__(self, "_fit", fit)
@@ -288,7 +293,10 @@ class GLMResults:
         kept = ~self._fit.aliased
         Xk = X[:, kept]
         V = self.vcov.to_numpy()
-        se_eta = np.sqrt(np.einsum("ij,jk,ik->i", Xk, V, Xk))
+        # se(eta_i)^2 = x_i' V x_i, row by row without forming X V X'
+        XV = np.asarray(Xk @ V)
+        quad = Xk.multiply(XV).sum(axis=1) if sp.issparse(Xk) else np.einsum("ij,ij->i", XV, Xk)
+        se_eta = np.sqrt(np.asarray(quad, dtype=float).ravel())
         out = pd.DataFrame({"fit": fit})
         out["se"] = se_eta * np.abs(link.mu_eta(eta)) if type == "response" else se_eta
         if interval == "confidence":
@@ -302,12 +310,14 @@ class GLMResults:
             out["lower"], out["upper"] = lo, hi
         return out
 
-    def _design_for(self, newdata: Any, offset: Any) -> tuple[Array, Array]:
+    def _design_for(self, newdata: Any, offset: Any) -> tuple[Any, Array]:
         f = self._fit
         beta = np.where(f.aliased, 0.0, f.coef)
         if newdata is None:
             if offset is not None:
                 raise DataError("offset= in predict() goes with newdata=")
+            if isinstance(f.X, (DenseDesign, SparseDesign)):
+                return f.X.X, f.eta  # no copy of the design
             return f.X.rows(np.arange(f.X.shape[0])), f.eta
         if f.terms is None:
             X = np.asarray(newdata, dtype=float)
