@@ -12,7 +12,6 @@ from scipy import special
 from glmx.errors import DataError, DataWarning
 from glmx.families.base import Array, Family
 
-
 _SERIES_R = 1e-2  # below this |r| the series below are exact to rounding
 
 
