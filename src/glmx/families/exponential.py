@@ -135,6 +135,10 @@ class Binomial(Family):
         return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
 
 
+def _non_integer(y: Array) -> NDArray[np.bool_]:
+    return np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y))
+
+
 def non_negative(y: Array) -> tuple[NDArray[np.bool_], str]:
     return (y < 0) | ~np.isfinite(y), "non-negative counts"
 
@@ -160,7 +164,7 @@ class Poisson(Family):
     def loglik(
         self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
     ) -> float:
-        if np.any(np.abs(y - np.round(y)) > 1e-7 * np.maximum(1, np.abs(y))):
+        if _non_integer(y).any():
             # R's dpois gives -Inf (AIC Inf) for non-integer counts; a NaN says it plainly.
             return float("nan")
         logpmf = special.xlogy(y, mu) - mu - special.gammaln(y + 1.0)
@@ -170,9 +174,7 @@ class Poisson(Family):
         return non_negative(y)
 
     def warn_response(self, y: Array, weights: Array, name: str) -> None:
-        if self.warn_noninteger and np.any(
-            np.abs(y - np.round(y)) > 1e-7 * np.maximum(1, np.abs(y))
-        ):
+        if self.warn_noninteger and _non_integer(y).any():
             warnings.warn(
                 f"non-integer counts in poisson response {name!r}: the log-likelihood and "
                 "AIC are not defined (NaN); quasipoisson fits the same mean model",

@@ -12,30 +12,25 @@ from glmx.families.exponential import Binomial, Gamma, Gaussian, InverseGaussian
 from glmx.families.links import Link
 
 
-class QuasiBinomial(Binomial):
+class _QuasiLikelihood(Family):
+    """Mixin: the dispersion is estimated and there is no likelihood (AIC is NaN)."""
+
+    fixed_dispersion = False
+    is_quasi = True
+    warn_noninteger = False
+
+    def loglik(
+        self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
+    ) -> float:
+        return float("nan")
+
+
+class QuasiBinomial(_QuasiLikelihood, Binomial):
     name = "quasibinomial"
-    fixed_dispersion = False
-    is_quasi = True
-
-    warn_noninteger = False
-
-    def loglik(
-        self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
-    ) -> float:
-        return float("nan")
 
 
-class QuasiPoisson(Poisson):
+class QuasiPoisson(_QuasiLikelihood, Poisson):
     name = "quasipoisson"
-    fixed_dispersion = False
-    is_quasi = True
-
-    warn_noninteger = False
-
-    def loglik(
-        self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
-    ) -> float:
-        return float("nan")
 
 
 # variance name -> (a family with that variance and deviance, R's mustart rule)
