@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import glmx
 from glmx.datasets import load
 
 # R 4.2.2: summary(glm(counts ~ outcome + treatment, family = poisson(), data = dobson))
-R_DOBSON = """\
-Deviance Residuals: 
-       1         2         3         4         5         6         7         8  
--0.67125   0.96272  -0.16965  -0.21999  -0.95552   1.04939   0.84715  -0.09167  
-       9  
--0.96656  
-
-Coefficients:
-              Estimate Std. Error z value Pr(>|z|)    
-(Intercept)  3.045e+00  1.709e-01  17.815   <2e-16 ***
-outcomeo2   -4.543e-01  2.022e-01  -2.247   0.0246 *  
-outcomeo3   -2.930e-01  1.927e-01  -1.520   0.1285    
----
-Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1
-
-(Dispersion parameter for poisson family taken to be 1)
-
-    Null deviance: 10.5814  on 8  degrees of freedom
-Residual deviance:  5.1291  on 4  degrees of freedom
-AIC: 56.761
-
-Number of Fisher Scoring iterations: 4
-"""
+R_DOBSON = (Path(__file__).parent / "fixtures" / "r_summary_dobson.txt").read_text()
 
 # R 4.2.2: summary(MASS::glm.nb(Days ~ Eth + Sex + Age + Lrn, data = quine)), in part
 R_QUINE_ROWS = [

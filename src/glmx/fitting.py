@@ -60,7 +60,7 @@ def glm(
     w = mf.weights
     if mf.trials is not None:  # cbind(s, f): trials multiply the prior weights, as R
         w = mf.trials if w is None else w * mf.trials
-    call = _call_text(formula, fam, weights, freq_weights, offset)
+    call = _call_text(formula, family, fam, weights, freq_weights, offset)
     has_icpt = "Intercept" in mf.X.column_names
     return _fit(
         mf.X, mf.y, fam, w, mf.freq_weights, mf.offset, start, tol, max_iter,
@@ -143,8 +143,11 @@ def _checked_design(X: Any, column_names: list[str] | None) -> DesignMatrix:
     return design
 
 
-def _call_text(formula: str, fam: Family, weights: Any, freq: Any, offset: Any) -> str:
-    parts = [f"formula = {formula}", f"family = {fam.name}(link = {fam.link.name})"]
+def _call_text(
+    formula: str, family: str | Family, fam: Family, weights: Any, freq: Any, offset: Any
+) -> str:
+    label = family if isinstance(family, str) else type(family).__name__
+    parts = [f"formula = {formula}", f"family = {label}(link = {fam.link.name})"]
     for label, v in (("weights", weights), ("freq_weights", freq), ("offset", offset)):
         if isinstance(v, str):
             parts.append(f"{label} = {v}")

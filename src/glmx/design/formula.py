@@ -10,13 +10,14 @@ The :class:`TermState` keeps what is needed to rebuild X for new data.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import formulaic
 import numpy as np
 import pandas as pd
-from formulaic.errors import FormulaicError
+from formulaic.errors import DataMismatchWarning, FormulaicError
 from numpy.typing import NDArray
 
 from glmx.design.frames import to_pandas
@@ -35,6 +36,7 @@ class TermState:
     model_spec: Any
     offset_terms: tuple[str, ...]
     offset_column: str | None
+    offset_array: bool = False  # the fit's offset= was an array: predict needs offset=
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,7 @@ def build_model_frame(
         model_spec=spec,
         offset_terms=tuple(offset_terms),
         offset_column=off_col,
+        offset_array=off is not None and off_col is None,
     )
     return ModelFrame(
         y=y,
@@ -318,7 +321,14 @@ def new_design(terms: TermState, newdata: Any, offset: Any = None) -> tuple[Arra
     Rows with missing values give NaN predictions (R's ``na.pass``)."""
     df = to_pandas(newdata)
     try:
-        mm = terms.model_spec.get_model_matrix(df, na_action="ignore")
+        with warnings.catch_warnings():
+            # formulaic would turn a level the fit never saw into NaN; R refuses it
+            warnings.simplefilter("error", DataMismatchWarning)
+            mm = terms.model_spec.get_model_matrix(df, na_action="ignore")
+    except DataMismatchWarning as exc:
+        raise DataError(
+            f"new data have factor levels the model was not fitted with: {exc}"
+        ) from None
     except FormulaicError as exc:
         raise FormulaError(f"cannot build the design for new data: {exc}") from None
     except Exception as exc:
@@ -331,6 +341,11 @@ def new_design(terms: TermState, newdata: Any, offset: Any = None) -> tuple[Arra
         arr, _ = _column_or_array(offset, df, "offset")
         assert arr is not None
         off = off + arr
+    elif terms.offset_array:
+        raise DataError(
+            "the model was fitted with an offset array; give predict() the offset for "
+            "the new data with offset="
+        )
     elif terms.offset_column is not None:
         if terms.offset_column not in df.columns:
             raise DataError(f"new data lack the offset column {terms.offset_column!r}")
