@@ -21,11 +21,29 @@ from glmx.families import links
 from glmx.fitting import glm, glm_fit
 from glmx.results.glm import GLMResults
 
+
+def anova(*fits: GLMResults, test: str | None = None):  # noqa: ANN201 - a DataFrame
+    """Compare nested GLMs fitted to the same rows (R's ``anova(m1, m2, ...)``): a
+    likelihood-ratio (Chisq) test, or F with the biggest model's dispersion."""
+    from glmx.inference.anova import anova_models
+
+    return anova_models(*fits, test=test)
+
+
+def compare(*fits: GLMResults, names: list[str] | None = None):  # noqa: ANN201
+    """Model selection table: df, logLik, AIC, BIC, deviance and AIC weights, by AIC."""
+    from glmx.inference.compare import compare_models
+
+    return compare_models(*fits, names=names)
+
+
 __version__ = "0.1.0"
 
 __all__ = [
     "glm",
     "glm_fit",
+    "anova",
+    "compare",
     "GLMResults",
     "families",
     "links",

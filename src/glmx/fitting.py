@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from glmx.design.formula import build_model_frame
 from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign, as_design
-from glmx.errors import BoundaryWarning, DataError, SeparationWarning
+from glmx.errors import BoundaryWarning, DataError, FamilyError, SeparationWarning
 from glmx.families import Family, get_family
 from glmx.families.exponential import Binomial, Poisson
 from glmx.families.links import EPS, Link
@@ -40,13 +40,18 @@ def glm(
     start: Any | None = None,
     tol: float = 1e-10,
     max_iter: int = 100,
+    method: str = "irls",
+    cov_type: str | None = None,
+    cluster: str | Any | None = None,
 ) -> GLMResults:
     """Fit a GLM from an R-style formula and a data frame (pandas, polars, pyarrow, dict).
 
     ``weights`` are R's prior weights (binomial: trials for a proportion response);
     ``freq_weights`` are case counts; ``offset`` is on the link scale (``offset(x)`` terms
     in the formula work too).  Rows with a missing value in a used column are dropped and
-    counted in ``n_dropped``.
+    counted in ``n_dropped``.  ``method="firth"`` fits binomial models by Firth's
+    bias-reduced likelihood; ``cov_type`` ("HC0".."HC3", "cluster" with ``cluster=``, a
+    column or array of labels) makes ``vcov``, ``se`` and the tests robust.
     """
     fam = get_family(family, link)
     mf = build_model_frame(
@@ -56,6 +61,7 @@ def glm(
         freq_weights=freq_weights,
         offset=offset,
         binomial=isinstance(fam, Binomial),
+        cluster=cluster,
     )
     w = mf.weights
     if mf.trials is not None:  # cbind(s, f): trials multiply the prior weights, as R
@@ -66,6 +72,7 @@ def glm(
         mf.X, mf.y, fam, w, mf.freq_weights, mf.offset, start, tol, max_iter,
         has_intercept=has_icpt, n_dropped=mf.n_dropped, terms=mf.terms, call=call,
         response_name=mf.terms.response, rows=list(mf.row_index),
+        options=FitOptions(method, cov_type, mf.cluster),
     )  # fmt: skip
 
 
@@ -82,6 +89,9 @@ def glm_fit(
     max_iter: int = 100,
     column_names: list[str] | None = None,
     intercept: bool | None = None,
+    method: str = "irls",
+    cov_type: str | None = None,
+    cluster: Any | None = None,
 ) -> GLMResults:
     """Fit a GLM to a design matrix (numpy, scipy.sparse, pandas DataFrame) and response.
 
@@ -100,7 +110,32 @@ def glm_fit(
         design, y_arr, fam, weights, freq_weights, offset, start, tol, max_iter,
         has_intercept=intercept, n_dropped=0, terms=None, call="glmx.glm_fit(X, y)",
         response_name="y",
+        options=FitOptions(method, cov_type, None if cluster is None else np.asarray(cluster, dtype=object)),
     )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How to estimate (``irls`` or ``firth``) and which covariance to report."""
+
+    method: str = "irls"
+    cov_type: str | None = None
+    cluster: Any = None
+
+    def check(self, fam: Family, n: int) -> None:
+        if self.method not in ("irls", "firth"):
+            raise DataError(f"method must be 'irls' or 'firth', got {self.method!r}")
+        if self.method == "firth" and not isinstance(fam, Binomial):
+            raise FamilyError(f"method='firth' is for binomial models, not {fam.name}")
+        valid = (None, "HC0", "HC1", "HC2", "HC3", "cluster")
+        if self.cov_type not in valid:
+            raise DataError(f"cov_type must be one of {valid[1:]} or None, got {self.cov_type!r}")
+        if (self.cov_type == "cluster") != (self.cluster is not None):
+            raise DataError("cov_type='cluster' and cluster= go together")
+        if self.cluster is not None and len(self.cluster) != n:
+            raise DataError(
+                f"cluster has length {len(self.cluster)} but there are {n} observations"
+            )
 
 
 def _checked_design(X: Any, column_names: list[str] | None) -> DesignMatrix:
@@ -238,8 +273,11 @@ def _fit(
     call: str,
     response_name: str,
     rows: list[object] | None = None,
+    options: FitOptions | None = None,
 ) -> GLMResults:
     n, p = X.shape
+    options = options or FitOptions()
+    options.check(fam, n)
     w, f, off = _validated(n, weights, freq_weights, offset, y, response_name)
     if isinstance(fam, Binomial):
         y = np.where(w > 0, y, 0.0)  # R: y[weights == 0] <- 0
@@ -274,6 +312,10 @@ def _fit(
             res, fam, est, _ = fit_negative_binomial(inp)
             inp = dataclasses.replace(inp, family=fam)
             theta_se = est.se if fam.estimate_theta else None
+        elif options.method == "firth":
+            from glmx.solvers.firth import firth
+
+            res = firth(inp)
         else:
             res = irls(inp)
         deviance = fam.deviance(y, res.mu, inp.total_weights)
@@ -289,6 +331,7 @@ def _fit(
         deviance=deviance, null_deviance=null_dev, has_intercept=has_intercept,
         n_iter=res.n_iter, converged=res.converged, log=res.log, n_dropped=n_dropped,
         terms=terms, call=call, theta_se=theta_se, tol=tol, max_iter=max_iter,
+        method=options.method, cov_type=options.cov_type, cluster=options.cluster,
         warnings=tuple(str(m.message) for m in caught),
     )  # fmt: skip
     return GLMResults(fit)

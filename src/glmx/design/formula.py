@@ -51,6 +51,7 @@ class ModelFrame:
     row_index: pd.Index
     # binomial cbind(s, f): trials per row, to multiply into the prior weights
     trials: Array | None = None
+    cluster: NDArray[Any] | None = None  # cluster labels of the rows used
 
 
 def split_offsets(rhs: str) -> tuple[str, list[str]]:
@@ -199,6 +200,7 @@ def build_model_frame(
     freq_weights: Any = None,
     offset: Any = None,
     binomial: bool = False,
+    cluster: Any = None,
 ) -> ModelFrame:
     """Evaluate the formula on the data; drop rows with NA in any used column."""
     df = to_pandas(data)
@@ -226,6 +228,7 @@ def build_model_frame(
     w, w_col = _column_or_array(weights, df, "weights")
     fw, fw_col = _column_or_array(freq_weights, df, "freq_weights")
     off, off_col = _column_or_array(offset, df, "offset")
+    clusters = _cluster_labels(cluster, df)
 
     # R's na.omit over the used columns and the weights/offset
     used = [c for c in df.columns if c in needed]
@@ -233,6 +236,8 @@ def build_model_frame(
     for arr in (w, fw, off):
         if arr is not None:
             na |= np.isnan(arr)
+    if clusters is not None:
+        na |= np.array(pd.isna(clusters))
     keep = ~na
     n_dropped = int(na.sum())
     if not keep.any():
@@ -289,7 +294,22 @@ def build_model_frame(
         n_dropped=n_dropped,
         row_index=dfk.index,
         trials=trials,
+        cluster=clusters[keep] if clusters is not None else None,
     )
+
+
+def _cluster_labels(cluster: Any, df: pd.DataFrame) -> NDArray[Any] | None:
+    """Cluster labels per data row, from a column name or an array."""
+    if cluster is None:
+        return None
+    if isinstance(cluster, str):
+        if cluster not in df.columns:
+            raise DataError(f"cluster column {cluster!r} is not in the data")
+        return np.asarray(df[cluster].to_numpy(dtype=object))
+    arr = np.asarray(cluster, dtype=object).ravel()
+    if arr.shape[0] != len(df):
+        raise DataError(f"cluster has length {arr.shape[0]} but the data have {len(df)} rows")
+    return arr
 
 
 def _drop_unused_levels(df: pd.DataFrame, used: set[str]) -> pd.DataFrame:

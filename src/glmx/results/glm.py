@@ -22,6 +22,7 @@ from glmx.errors import DataError
 from glmx.families.base import Family
 from glmx.inference.wald import coef_table as _coef_table
 from glmx.inference.wald import wald_confint
+from glmx.results.methods import DiagnosticsMixin
 from glmx.solvers.state import FitLog
 
 Array = NDArray[np.float64]
@@ -62,9 +63,12 @@ class GLMFit:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     tol: float = 1e-10
     max_iter: int = 100
+    method: str = "irls"  # or "firth"
+    cov_type: str | None = None  # None: model-based; "HC0".."HC3"; "cluster"
+    cluster: NDArray[Any] | None = None  # cluster labels per row, for cov_type="cluster"
 
 
-class GLMResults:
+class GLMResults(DiagnosticsMixin):
     """A fitted generalized linear model.  See the GLM table of the API contract."""
 
     _fit: GLMFit
@@ -106,9 +110,26 @@ class GLMResults:
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
-        """Covariance of the non-aliased estimates, scaled by the dispersion (R's vcov)."""
+        """Covariance of the non-aliased estimates: the model-based one, scaled by the
+        dispersion (R's vcov), or the sandwich chosen with ``cov_type`` at fit time."""
+        if self._fit.cov_type is not None:
+            return self.vcov_robust(self._fit.cov_type, self._fit.cluster)
         kept = [n for n, a in zip(self._names, self._fit.aliased) if not a]
         return pd.DataFrame(self.dispersion * self._fit.cov_unscaled, index=kept, columns=kept)
+
+    @property
+    def cov_type(self) -> str:
+        """'model' or the sandwich estimator behind ``vcov``, ``se`` and the tests."""
+        return self._fit.cov_type or "model"
+
+    def vcov_robust(self, cov_type: str = "HC0", cluster: Any = None) -> pd.DataFrame:
+        """Sandwich covariance without refitting: ``"HC0"``..``"HC3"`` (R's
+        ``sandwich::vcovHC``) or ``"cluster"`` with cluster labels per row used
+        (``sandwich::vcovCL``)."""
+        from glmx.inference.covariance import robust_vcov
+
+        kept = [n for n, a in zip(self._names, self._fit.aliased) if not a]
+        return pd.DataFrame(robust_vcov(self, cov_type, cluster), index=kept, columns=kept)
 
     @cached_property
     def se(self) -> pd.Series:
@@ -260,10 +281,16 @@ class GLMResults:
     def freq_weights(self) -> Array:
         return _readonly(self._fit.freq_weights)
 
-    def residuals(self, type: str = "deviance") -> Array:  # noqa: A002 - R's argument name
-        """Residuals of type ``deviance``, ``pearson``, ``working`` or ``response``."""
-        f = self._fit
-        return _residuals(type, f.family, f.y, f.mu, f.eta, f.weights)
+    def residuals(self, type: str = "deviance", seed: int | None = None) -> Array:  # noqa: A002
+        """Residuals of type ``deviance``, ``pearson``, ``working``, ``response``,
+        ``anscombe`` or ``quantile`` (randomized quantile residuals, Dunn & Smyth 1996,
+        seeded by ``seed``)."""
+        if type in ("deviance", "pearson", "working", "response"):
+            f = self._fit
+            return _residuals(type, f.family, f.y, f.mu, f.eta, f.weights)
+        from glmx.diagnostics.residuals import extra_residuals
+
+        return extra_residuals(self, type, seed)
 
     # --- prediction -------------------------------------------------------------------
     def predict(
@@ -271,21 +298,28 @@ class GLMResults:
         newdata: Any = None,
         type: Literal["response", "link"] = "response",  # noqa: A002
         se: bool = False,
-        interval: Literal["confidence"] | None = None,
+        interval: Literal["confidence", "prediction"] | None = None,
         level: float = 0.95,
         offset: Any = None,
+        n_sim: int = 2000,
+        seed: int | None = None,
     ) -> Array | pd.DataFrame:
         """Predictions on the response or link scale.
 
         With ``se=True`` (or an interval) a DataFrame ``fit, se`` (and ``lower, upper``):
         standard errors by the delta method, se_response = |d mu/d eta| se_link; confidence
         intervals are computed on the link scale and mapped through the inverse link.
+        ``interval="prediction"`` bounds a new observation: quantiles of the fitted
+        distribution, with parameter uncertainty simulated (``n_sim`` draws, ``seed``).
         """
         if type not in ("response", "link"):
             raise ValueError(f"type must be 'response' or 'link', got {type!r}")
-        if interval not in (None, "confidence"):
-            raise ValueError(f"interval must be None or 'confidence', got {interval!r}")
-        X, eta = self._design_for(newdata, offset)
+        if interval not in (None, "confidence", "prediction"):
+            raise ValueError(
+                f"interval must be None, 'confidence' or 'prediction', got {interval!r}"
+            )
+        X, off = self._design_for(newdata, offset)
+        eta = np.asarray(X @ np.where(self._fit.aliased, 0.0, self._fit.coef)).ravel() + off
         link = self.family.link
         fit = link.inverse(eta) if type == "response" else eta
         if not se and interval is None:
@@ -299,6 +333,13 @@ class GLMResults:
         se_eta = np.sqrt(np.asarray(quad, dtype=float).ravel())
         out = pd.DataFrame({"fit": fit})
         out["se"] = se_eta * np.abs(link.mu_eta(eta)) if type == "response" else se_eta
+        if interval == "prediction":
+            # quantiles of the fitted distribution, with the estimates' uncertainty by
+            # simulation from their sampling distribution (seeded)
+            from glmx.inference.prediction import prediction_interval
+
+            lo, hi = prediction_interval(self, X, off, level, n_sim, seed)
+            out["lower"], out["upper"] = lo, hi
         if interval == "confidence":
             from scipy import stats
 
@@ -311,14 +352,14 @@ class GLMResults:
         return out
 
     def _design_for(self, newdata: Any, offset: Any) -> tuple[Any, Array]:
+        """The design (numpy or scipy.sparse) and offset of the rows to predict."""
         f = self._fit
-        beta = np.where(f.aliased, 0.0, f.coef)
         if newdata is None:
             if offset is not None:
                 raise DataError("offset= in predict() goes with newdata=")
             if isinstance(f.X, (DenseDesign, SparseDesign)):
-                return f.X.X, f.eta  # no copy of the design
-            return f.X.rows(np.arange(f.X.shape[0])), f.eta
+                return f.X.X, f.offset  # no copy of the design
+            return f.X.rows(np.arange(f.X.shape[0])), f.offset
         if f.terms is None:
             X = np.asarray(newdata, dtype=float)
             if X.ndim != 2 or X.shape[1] != f.X.shape[1]:
@@ -332,7 +373,7 @@ class GLMResults:
                 )
         else:
             X, off = new_design(f.terms, newdata, offset)
-        return X, X @ beta + off
+        return X, off
 
     # --- presentation -----------------------------------------------------------------
     def summary(self) -> Any:
