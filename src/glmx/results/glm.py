@@ -303,6 +303,7 @@ class GLMResults(DiagnosticsMixin):
         offset: Any = None,
         n_sim: int = 2000,
         seed: int | None = None,
+        weights: Any = None,
     ) -> Array | pd.DataFrame:
         """Predictions on the response or link scale.
 
@@ -310,13 +311,19 @@ class GLMResults(DiagnosticsMixin):
         standard errors by the delta method, se_response = |d mu/d eta| se_link; confidence
         intervals are computed on the link scale and mapped through the inverse link.
         ``interval="prediction"`` bounds a new observation: quantiles of the fitted
-        distribution, with parameter uncertainty simulated (``n_sim`` draws, ``seed``).
+        distribution, with parameter uncertainty simulated (``n_sim`` draws, ``seed``;
+        ``weights`` are the new rows' binomial trials or precision weights, default 1).
         """
         if type not in ("response", "link"):
             raise ValueError(f"type must be 'response' or 'link', got {type!r}")
         if interval not in (None, "confidence", "prediction"):
             raise ValueError(
                 f"interval must be None, 'confidence' or 'prediction', got {interval!r}"
+            )
+        if interval == "prediction" and type == "link":
+            raise ValueError(
+                "interval='prediction' bounds a new observation, on the response scale: use "
+                "type='response' (interval='confidence' for the link scale)"
             )
         X, off = self._design_for(newdata, offset)
         eta = np.asarray(X @ np.where(self._fit.aliased, 0.0, self._fit.coef)).ravel() + off
@@ -338,7 +345,7 @@ class GLMResults(DiagnosticsMixin):
             # simulation from their sampling distribution (seeded)
             from glmx.inference.prediction import prediction_interval
 
-            lo, hi = prediction_interval(self, X, off, level, n_sim, seed)
+            lo, hi = prediction_interval(self, X, off, level, n_sim, seed, weights=weights)
             out["lower"], out["upper"] = lo, hi
         if interval == "confidence":
             from scipy import stats
