@@ -61,6 +61,12 @@ class DiagnosticsMixin:
 
         return vif(self)
 
+    def vif_table(self: GLMResults) -> pd.DataFrame:
+        """GVIF, Df and GVIF^(1/(2 Df)) by term, as ``car::vif`` prints them."""
+        from glmx.diagnostics.collinearity import vif_table
+
+        return vif_table(self)
+
     def condition_number(self: GLMResults) -> float:
         """Condition number of the column-scaled design (Belsley)."""
         from glmx.diagnostics.collinearity import condition_number
