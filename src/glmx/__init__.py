@@ -4,7 +4,7 @@ Public API: :func:`glm`, :func:`glm_fit`, the error and warning classes, and the
 ``families`` and ``links`` modules.
 """
 
-from glmx import families
+from glmx import datasets, families
 from glmx.errors import (
     BoundaryWarning,
     ConvergenceError,
@@ -46,6 +46,7 @@ __all__ = [
     "compare",
     "GLMResults",
     "families",
+    "datasets",
     "links",
     "GlmxError",
     "DataError",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from glmx.inference.tests import dispersion_note
 from glmx.results.rformat import align, format_column, format_pval, signif_stars
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class GLMSummary:
             lines.append(
                 f"(Dispersion parameter for {fam.name} family taken to be {fit.dispersion:.7g})"
             )
+        lines += dispersion_note(fit)  # glmx's addition: the Pearson overdispersion test
         lines.append("")
         nd = format_column([fit.null_deviance, fit.deviance], 5)
         w = max(map(len, nd))
