@@ -139,8 +139,12 @@ class GLMResults(DiagnosticsMixin):
 
     @cached_property
     def coef_table(self) -> pd.DataFrame:
-        """z tests for fixed-dispersion families, t tests otherwise (R's summary.glm)."""
-        df = None if self.family.fixed_dispersion else self.df_resid
+        """z tests for fixed-dispersion families and robust covariances, t tests
+        otherwise (R's summary.glm; lmtest::coeftest)."""
+        # z for fixed dispersion, t on df_resid otherwise (summary.glm); with a sandwich
+        # covariance z for every family, as lmtest::coeftest on a glm (df = Inf)
+        robust = self._fit.cov_type is not None
+        df = None if (self.family.fixed_dispersion or robust) else self.df_resid
         return _coef_table(self.coef, self.se, df)
 
     def confint(

@@ -46,7 +46,7 @@ class GLMSummary:
     def _coef_lines(self) -> list[str]:
         fit = self.fit
         tab = fit.coef_table
-        kind = "z" if fit.family.fixed_dispersion else "t"
+        kind = "z" if (fit.family.fixed_dispersion or fit.cov_type != "model") else "t"
         # R's printCoefmat formats estimates and standard errors as one block
         k = len(tab)
         both = format_column(np.concatenate([tab["estimate"], tab["std_error"]]), 4)
@@ -71,6 +71,8 @@ class GLMSummary:
         else:
             lines.append("Coefficients:")
         lines += self._coef_lines()
+        if fit.cov_type != "model":
+            lines.append(f"(Standard errors: robust sandwich, {fit.cov_type})")
         lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1", ""]
         if fam.fixed_dispersion:
             lines.append(f"(Dispersion parameter for {fam.name} family taken to be 1)")
@@ -108,7 +110,7 @@ class GLMSummary:
     def _repr_html_(self) -> str:
         fit = self.fit
         tab = fit.coef_table
-        kind = "z" if fit.family.fixed_dispersion else "t"
+        kind = "z" if (fit.family.fixed_dispersion or fit.cov_type != "model") else "t"
         head = "".join(
             f"<th>{h}</th>"
             for h in ["", "Estimate", "Std. Error", f"{kind} value", f"Pr(&gt;|{kind}|)", ""]
