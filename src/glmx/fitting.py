@@ -319,8 +319,8 @@ def _fit(
         else:
             res = irls(inp)
         deviance = fam.deviance(y, res.mu, inp.total_weights)
-        null_dev = _null_deviance(inp, res.mu, has_intercept)
-        _check_boundary_fits(inp, res.mu, res.converged, res.aliased)
+        null_dev = _null_deviance(inp, res.mu, has_intercept, options.method)
+        _check_boundary_fits(inp, res.mu, res.converged, res.aliased, options.method)
     for wmsg in caught:
         warnings.warn_explicit(wmsg.message, wmsg.category, wmsg.filename, wmsg.lineno)
 
@@ -337,13 +337,22 @@ def _fit(
     return GLMResults(fit)
 
 
-def _null_deviance(inp: IRLSInputs, mu: Array, has_intercept: bool) -> float:
+def _null_deviance(inp: IRLSInputs, mu: Array, has_intercept: bool, method: str) -> float:
     """R: the deviance of the intercept-only model (refitted when there is an offset),
-    or of mu = g^{-1}(offset) without an intercept."""
+    or of mu = g^{-1}(offset) without an intercept.  A Firth fit's null model is fitted
+    by Firth too, as brglm2's."""
     fam = inp.family
     wt = inp.total_weights
     if not has_intercept:
         return fam.deviance(inp.y, fam.link.inverse(inp.offset), wt)
+    if method == "firth":
+        from glmx.solvers.firth import firth
+
+        ones = DenseDesign(np.ones((inp.y.shape[0], 1)), ["Intercept"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            null_mu = firth(dataclasses.replace(inp, X=ones, start=None, mustart=None)).mu
+        return fam.deviance(inp.y, null_mu, wt)
     if not np.any(inp.offset != 0):
         wtdmu = float(np.sum(wt * inp.y) / np.sum(wt))
         return fam.deviance(inp.y, np.full_like(inp.y, wtdmu), wt)
@@ -354,12 +363,24 @@ def _null_deviance(inp: IRLSInputs, mu: Array, has_intercept: bool) -> float:
         return irls(null_inp).deviance
 
 
-def _check_boundary_fits(inp: IRLSInputs, mu: Array, converged: bool, aliased: Any) -> None:
+def _check_boundary_fits(
+    inp: IRLSInputs, mu: Array, converged: bool, aliased: Any, method: str = "irls"
+) -> None:
     """R's 'fitted probabilities numerically 0 or 1' and 'fitted rates numerically 0',
-    with the binomial case explained by a separation check that names the predictors."""
+    with the binomial case explained by a separation check that names the predictors
+    (not for Firth fits, whose estimates are finite under separation)."""
     fam = inp.family
     pos = inp.total_weights > 0
-    if isinstance(fam, Binomial):
+    if isinstance(fam, Binomial) and method == "firth":
+        edge = (mu[pos] > 1 - 10 * EPS) | (mu[pos] < 10 * EPS)
+        if edge.any():
+            warnings.warn(
+                f"fitted probabilities numerically 0 or 1 occurred for {int(edge.sum())} "
+                "observation(s)",
+                BoundaryWarning,
+                stacklevel=4,
+            )
+    elif isinstance(fam, Binomial):
         edge = (mu[pos] > 1 - 10 * EPS) | (mu[pos] < 10 * EPS)
         # quasi-complete separation often stops IRLS at probabilities near 1e-10 rather
         # than at R's 10 eps, so probabilities this extreme trigger the (exact) LP check

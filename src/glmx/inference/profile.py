@@ -8,6 +8,12 @@ uses D(b), the deviance with beta_j held at b (x_j b moved into the offset and t
 other coefficients refitted), and phi the dispersion of the full fit.  The interval
 solves z(b) = -/+ q with q the normal quantile, as MASS does (for estimated dispersion
 too); MASS interpolates a spline through profile points, glmx finds the roots.
+
+For a Firth fit (``method="firth"``, logit link) the intervals profile the penalized
+log-likelihood pl(beta) = l(beta) + 1/2 log|X'WX|, as logistf does: with beta_j held at b
+the other coefficients maximize pl, the penalty keeping the information matrix of the
+full design, and the interval solves 2 (pl(beta_hat) - pl_j(b)) = chi2_1(level), i.e.
+z(b) = sign(b - beta_j) sqrt(2 (pl(beta_hat) - pl_j(b))) = -/+ q.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import pandas as pd
 from scipy import optimize, stats
 
 from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign
-from glmx.errors import GlmxError
+from glmx.errors import FamilyError, GlmxError
+from glmx.families.links import Logit
+from glmx.solvers.firth import firth_constrained, penalized_loglik
 from glmx.solvers.irls import irls
 from glmx.solvers.state import IRLSInputs
 
@@ -62,6 +70,9 @@ def profile_confint(fit: GLMResults, level: float = 0.95) -> pd.DataFrame:
         max_iter=max(raw.max_iter, 100),
     )
     out = np.full((len(raw.coef), 2), np.nan)
+    if raw.method == "firth":
+        _penalized_profile(fit, base, kept, q, out)
+        return pd.DataFrame(out, index=fit.coef.index, columns=["lower", "upper"])
     for pos, j in enumerate(kept):
         bhat, se = raw.coef[j], fit.se.iloc[j]
         if not (np.isfinite(se) and se > 0):
@@ -80,6 +91,38 @@ def profile_confint(fit: GLMResults, level: float = 0.95) -> pd.DataFrame:
         for side, target in ((0, -q), (1, q)):
             out[j, side] = _root(z, bhat, se, target)
     return pd.DataFrame(out, index=fit.coef.index, columns=["lower", "upper"])
+
+
+def _penalized_profile(
+    fit: GLMResults, base: IRLSInputs, kept: np.ndarray, q: float, out: np.ndarray
+) -> None:
+    """Fill ``out`` (rows: coefficients) with profile penalized-likelihood intervals."""
+    raw = fit._fit
+    if not isinstance(raw.family.link, Logit):
+        raise FamilyError(
+            "profile penalized-likelihood intervals need the logit link (for the "
+            f"{raw.family.link.name} link the Firth estimate maximizes no likelihood); "
+            'use confint(method="wald")'
+        )
+    bhat = raw.coef[kept]
+    X, y, w, f, off = base.X, raw.y, raw.weights, raw.freq_weights, raw.offset
+    pl_max = penalized_loglik(X, y, w, f, off, bhat)
+    fixed_inp = dataclasses.replace(base, start=None, mustart=None)
+    for pos, j in enumerate(kept):
+        se = fit.se.iloc[j]
+        if not (np.isfinite(se) and se > 0):
+            continue
+
+        last = [bhat]  # warm start: the latest constrained fit of this coefficient
+
+        def z(b: float, pos: int = pos, last: list[np.ndarray] = last) -> float:
+            beta_b = firth_constrained(fixed_inp, pos, b, last[0])
+            last[0] = beta_b
+            pl_b = penalized_loglik(X, y, w, f, off, beta_b)
+            return float(np.sign(b - bhat[pos]) * np.sqrt(max(2.0 * (pl_max - pl_b), 0.0)))
+
+        for side, target in ((0, -q), (1, q)):
+            out[j, side] = _root(z, bhat[pos], se, target)
 
 
 def _subset(X: DesignMatrix, cols: np.ndarray) -> DesignMatrix:

@@ -73,6 +73,8 @@ class GLMSummary:
         lines += self._coef_lines()
         if fit.cov_type != "model":
             lines.append(f"(Standard errors: robust sandwich, {fit.cov_type})")
+        if fit._fit.method == "firth":
+            lines.append("Type of estimator: AS_mean (mean bias-reducing adjusted score equations)")
         lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1", ""]
         if fam.fixed_dispersion:
             lines.append(f"(Dispersion parameter for {fam.name} family taken to be 1)")
