@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from scipy import stats
 
 import glmx
 from glmx.inference.covariance import cluster_vcov, robust_vcov

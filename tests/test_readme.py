@@ -11,7 +11,8 @@ import numpy as np
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_python_blocks_run():
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the examples save plots to the working directory
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 5
     ns: dict = {}
@@ -24,3 +25,4 @@ def test_readme_python_blocks_run():
     np.testing.assert_allclose(cbind_fit.coef.to_numpy(), prop_fit.coef.to_numpy(), rtol=1e-10)
     np.testing.assert_allclose(cbind_fit.se.to_numpy(), prop_fit.se.to_numpy(), rtol=1e-10)
     assert cbind_fit.aic == prop_fit.aic
+    assert (tmp_path / "quine_nb.png").stat().st_size > 10_000

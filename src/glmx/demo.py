@@ -3,6 +3,7 @@ summaries (the same models as the examples of R's ``glm`` and ``MASS``)."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import glmx
@@ -42,12 +43,20 @@ MODELS: list[tuple[str, str, str, dict[str, Any]]] = [
 ]
 
 
-def main() -> None:
+def main(plot_dir: str = "demo_output") -> None:
     for title, data, formula, kwargs in MODELS:
         print("=" * 78)
         print(title)
         fit = glmx.glm(formula, load(data), **kwargs)
         print(fit.summary())
+    if importlib.util.find_spec("matplotlib") is None:  # plots are an optional extra
+        print("(install glmx[plot] for the diagnostic plots)")
+        return
+    from glmx.diagnostics.plots import save_demo_plots
+
+    print("=" * 78)
+    for path in save_demo_plots(plot_dir):
+        print(f"diagnostic plot written: {path}")
 
 
 if __name__ == "__main__":

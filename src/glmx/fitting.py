@@ -277,6 +277,7 @@ def _fit(
 ) -> GLMResults:
     n, p = X.shape
     options = options or FitOptions()
+    labels = None if rows is None else np.asarray(rows, dtype=object)
     options.check(fam, n)
     w, f, off = _validated(n, weights, freq_weights, offset, y, response_name)
     if isinstance(fam, Binomial):
@@ -332,6 +333,7 @@ def _fit(
         n_iter=res.n_iter, converged=res.converged, log=res.log, n_dropped=n_dropped,
         terms=terms, call=call, theta_se=theta_se, tol=tol, max_iter=max_iter,
         method=options.method, cov_type=options.cov_type, cluster=options.cluster,
+        row_labels=labels,
         warnings=tuple(str(m.message) for m in caught),
     )  # fmt: skip
     return GLMResults(fit)

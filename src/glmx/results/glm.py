@@ -66,6 +66,7 @@ class GLMFit:
     method: str = "irls"  # or "firth"
     cov_type: str | None = None  # None: model-based; "HC0".."HC3"; "cluster"
     cluster: NDArray[Any] | None = None  # cluster labels per row, for cov_type="cluster"
+    row_labels: NDArray[Any] | None = None  # the data's row labels of the rows used
 
 
 class GLMResults(DiagnosticsMixin):

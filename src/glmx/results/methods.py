@@ -6,7 +6,7 @@ Each method delegates to the module that holds the mathematics (``glmx.diagnosti
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -21,93 +21,97 @@ Array = NDArray[np.float64]
 class DiagnosticsMixin:
     """Methods shared by GLM results: influence, collinearity, tests, tidy output, plots."""
 
+    @property
+    def _results(self) -> GLMResults:
+        return cast("GLMResults", self)
+
     # --- influence (glmx.diagnostics.influence) ---------------------------------------
-    def influence(self: GLMResults) -> pd.DataFrame:
+    def influence(self) -> pd.DataFrame:
         """R's ``influence.measures``: hat, cooks, rstandard, rstudent, dffits, cov_ratio,
         dfbeta_* and dfbetas_* per coefficient, and ``influential`` (R's flag)."""
         from glmx.diagnostics.influence import influence_measures
 
-        return influence_measures(self)
+        return influence_measures(self._results)
 
-    def hat(self: GLMResults) -> Array:
+    def hat(self) -> Array:
         """Leverages, R's ``hatvalues``."""
         from glmx.diagnostics.influence import hat_values
 
-        return hat_values(self)
+        return hat_values(self._results)
 
-    def cooks_distance(self: GLMResults) -> Array:
+    def cooks_distance(self) -> Array:
         """R's ``cooks.distance``."""
         from glmx.diagnostics.influence import cooks_distance
 
-        return cooks_distance(self)
+        return cooks_distance(self._results)
 
-    def rstandard(self: GLMResults, type: str = "deviance") -> Array:  # noqa: A002
+    def rstandard(self, type: str = "deviance") -> Array:  # noqa: A002
         """Standardized residuals, R's ``rstandard.glm`` (type deviance or pearson)."""
         from glmx.diagnostics.influence import rstandard
 
-        return rstandard(self, type)
+        return rstandard(self._results, type)
 
-    def rstudent(self: GLMResults) -> Array:
+    def rstudent(self) -> Array:
         """Studentized (leave-one-out) residuals, R's ``rstudent.glm``."""
         from glmx.diagnostics.influence import rstudent
 
-        return rstudent(self)
+        return rstudent(self._results)
 
     # --- collinearity (glmx.diagnostics.collinearity) ---------------------------------
-    def vif(self: GLMResults) -> pd.Series:
+    def vif(self) -> pd.Series:
         """Variance inflation factors by term; generalized VIF (Fox & Monette) for terms
         of several columns, as ``car::vif``."""
         from glmx.diagnostics.collinearity import vif
 
-        return vif(self)
+        return vif(self._results)
 
-    def vif_table(self: GLMResults) -> pd.DataFrame:
+    def vif_table(self) -> pd.DataFrame:
         """GVIF, Df and GVIF^(1/(2 Df)) by term, as ``car::vif`` prints them."""
         from glmx.diagnostics.collinearity import vif_table
 
-        return vif_table(self)
+        return vif_table(self._results)
 
-    def condition_number(self: GLMResults) -> float:
+    def condition_number(self) -> float:
         """Condition number of the column-scaled design (Belsley)."""
         from glmx.diagnostics.collinearity import condition_number
 
-        return condition_number(self)
+        return condition_number(self._results)
 
     # --- model comparison and tests (glmx.inference.anova, glmx.inference.tests) ------
-    def anova(self: GLMResults, test: str | None = None) -> pd.DataFrame:
+    def anova(self, test: str | None = None) -> pd.DataFrame:
         """Sequential analysis of deviance, R's ``anova.glm`` (test: 'Chisq', 'F', 'Rao'
         or 'none'; the default is Chisq for fixed-dispersion families, F otherwise)."""
         from glmx.inference.anova import anova_sequential
 
-        return anova_sequential(self, test)
+        return anova_sequential(self._results, test)
 
-    def drop1(self: GLMResults, test: str | None = None) -> pd.DataFrame:
+    def drop1(self, test: str | None = None) -> pd.DataFrame:
         """R's ``drop1``: each term dropped in turn, with AIC and a test."""
         from glmx.inference.anova import drop1
 
-        return drop1(self, test)
+        return drop1(self._results, test)
 
-    def goodness_of_fit(self: GLMResults) -> pd.DataFrame:
+    def goodness_of_fit(self) -> pd.DataFrame:
         """Deviance and Pearson chi-squared goodness-of-fit tests, where valid."""
         from glmx.inference.tests import goodness_of_fit
 
-        return goodness_of_fit(self)
+        return goodness_of_fit(self._results)
 
-    def dispersion_test(self: GLMResults) -> Any:
+    def dispersion_test(self) -> Any:
         """Overdispersion test for poisson and binomial fits (Pearson ratio)."""
         from glmx.inference.tests import dispersion_test
 
-        return dispersion_test(self)
+        return dispersion_test(self._results)
 
-    def link_test(self: GLMResults) -> Any:
+    def link_test(self) -> Any:
         """Pregibon's link test: refit with the squared linear predictor added."""
         from glmx.inference.tests import link_test
 
-        return link_test(self)
+        return link_test(self._results)
 
     # --- tidy output (glmx.results.tidy) ----------------------------------------------
     def tidy(
-        self: GLMResults,
+        self,
         exponentiate: bool = False,
         conf_int: bool = True,
         conf_level: float = 0.95,
@@ -118,19 +122,19 @@ class DiagnosticsMixin:
         ratios and their intervals."""
         from glmx.results.tidy import tidy
 
-        return tidy(self, exponentiate, conf_int, conf_level, conf_method)
+        return tidy(self._results, exponentiate, conf_int, conf_level, conf_method)
 
-    def glance(self: GLMResults) -> pd.DataFrame:
+    def glance(self) -> pd.DataFrame:
         """One row of fit statistics, as broom's ``glance``."""
         from glmx.results.tidy import glance
 
-        return glance(self)
+        return glance(self._results)
 
     # --- plots (glmx.diagnostics.plots) -----------------------------------------------
-    def plot(self: GLMResults, path: str | None = None, **kwargs: Any) -> Any:
+    def plot(self, path: str | None = None, **kwargs: Any) -> Any:
         """The four diagnostic panels (residuals vs fitted, normal QQ of quantile
         residuals, scale-location, residuals vs leverage); saved to ``path`` if given.
         Returns the matplotlib Figure."""
         from glmx.diagnostics.plots import diagnostic_plots
 
-        return diagnostic_plots(self, path=path, **kwargs)
+        return diagnostic_plots(self._results, path=path, **kwargs)
