@@ -30,6 +30,13 @@ def anova(*fits: GLMResults, test: str | None = None):  # noqa: ANN201 - a DataF
     return anova_models(*fits, test=test)
 
 
+def load(path: str):  # noqa: ANN201 - a loaded model
+    """Read a model written by ``fit.save(path)``; it predicts exactly as the original."""
+    from glmx.io.modelfile import load as _load
+
+    return _load(path)
+
+
 def compare(*fits: GLMResults, names: list[str] | None = None):  # noqa: ANN201
     """Model selection table: df, logLik, AIC, BIC, deviance and AIC weights, by AIC."""
     from glmx.inference.compare import compare_models
@@ -44,6 +51,7 @@ __all__ = [
     "glm_fit",
     "anova",
     "compare",
+    "load",
     "GLMResults",
     "families",
     "datasets",

@@ -130,6 +130,14 @@ class DiagnosticsMixin:
 
         return glance(self._results)
 
+    # --- saved models (glmx.io.modelfile) ---------------------------------------------
+    def save(self, path: str) -> None:
+        """Write the model to a JSON file (no pickle): formula, family, link, the state
+        needed to rebuild the design, coefficients, vcov and fit statistics."""
+        from glmx.io.modelfile import save
+
+        save(self._results, path)
+
     # --- plots (glmx.diagnostics.plots) -----------------------------------------------
     def plot(self, path: str | None = None, **kwargs: Any) -> Any:
         """The four diagnostic panels (residuals vs fitted, normal QQ of quantile

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from glmx.errors import BoundaryWarning, ConvergenceError, ConvergenceWarning
-from glmx.solvers.linalg import factorize
+from glmx.solvers.linalg import factorize_design
 from glmx.solvers.state import Array, FitLog, IRLSInputs, IRLSResult
 
 MAX_HALVINGS = 60
@@ -84,7 +84,7 @@ def irls(inp: IRLSInputs) -> IRLSResult:
         else:
             base = beta
             rhs = inp.X.rmatvec(W * r)
-        fac = factorize(inp.X.gram(W))
+        fac = factorize_design(inp.X, W)
         beta_new = base + fac.solve(rhs)
         beta_new[fac.aliased] = 0.0
         beta, eta, mu, dev, halvings, hit_boundary = _step(inp, beta_new, coef_old, dev_old)

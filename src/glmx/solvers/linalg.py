@@ -60,6 +60,15 @@ class Factorization:
         return (inv + inv.T) / 2.0
 
 
+def factorize_design(X: object, W: Array) -> Factorization:
+    """Factor X'WX for a design: a design that knows its structure (e.g. categorical
+    blocks) provides ``factorize(W)``; otherwise the dense Gram is factored."""
+    own = getattr(X, "factorize", None)
+    if own is not None:
+        return own(W)  # type: ignore[no-any-return]
+    return factorize(X.gram(W))  # type: ignore[attr-defined]
+
+
 def factorize(G: Array, tol: float = RANK_TOL) -> Factorization:
     """Factor G = X'WX, dropping columns that are (numerically) combinations of earlier ones."""
     p = G.shape[0]

@@ -1,0 +1,1 @@
+"""Reading and writing fitted models."""
