@@ -13,6 +13,7 @@ Convergence is R's: |dev - dev_old| / (|dev| + 0.1) < tol.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from glmx.errors import BoundaryWarning, ConvergenceError, ConvergenceWarning
 from glmx.solvers.linalg import factorize_design
 from glmx.solvers.state import Array, FitLog, IRLSInputs, IRLSResult
+from glmx.solvers.warmstart import subsample_start
 
 MAX_HALVINGS = 60
 
@@ -64,12 +66,24 @@ def _initial_point(inp: IRLSInputs) -> tuple[Array | None, Array, Array]:
     return None, eta, fam.link.inverse(eta)
 
 
+def _start(inp: IRLSInputs) -> tuple[Array | None, Array, Array]:
+    """R's starting point, or for a large fit the estimates of a subsample fit when
+    they give valid fitted values."""
+    warm = subsample_start(inp)
+    if warm is not None:
+        try:
+            return _initial_point(dataclasses.replace(inp, start=warm))
+        except ConvergenceError:
+            pass
+    return _initial_point(inp)
+
+
 def irls(inp: IRLSInputs) -> IRLSResult:
     """Fit by IRLS; see the module docstring for the iteration."""
     fam = inp.family
     p = inp.X.shape[1]
     wt = inp.total_weights
-    beta, eta, mu = _initial_point(inp)
+    beta, eta, mu = _start(inp)
     coef_old = beta
     dev_old = fam.deviance(inp.y, mu, wt)
     log = FitLog()

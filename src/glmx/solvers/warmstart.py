@@ -1,0 +1,59 @@
+"""Starting values for large fits from a fit on a random subsample.
+
+IRLS from R's ``mustart`` needs 4-8 passes over X; started from the estimates of a
+subsample of about 100,000 rows, which are within a few standard errors of the full
+estimates, Newton-type IRLS meets R's criterion in about two full passes.  The estimate
+is the same (the fixed point does not depend on the start), only the path is shorter.
+Used for n >= WARM_START_MIN_ROWS when the user gave no start; any failure of the
+subsample fit (separation, aliasing, no convergence) falls back to R's start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+
+from glmx.design.matrix import DenseDesign, SparseDesign
+from glmx.errors import GlmxError
+from glmx.solvers.state import Array, IRLSInputs
+
+WARM_START_MIN_ROWS = 300_000
+SUBSAMPLE_ROWS = 100_000
+
+
+def subsample_start(inp: IRLSInputs) -> Array | None:
+    """Coefficients from a fit to a random subsample, or None when not worth it."""
+    n, p = inp.X.shape
+    if n < WARM_START_MIN_ROWS or inp.start is not None or inp.mustart is not None:
+        return None
+    if not isinstance(inp.X, (DenseDesign, SparseDesign)):
+        return None
+    m = max(SUBSAMPLE_ROWS, 50 * p)
+    if m > n // 2:
+        return None
+    rng = np.random.default_rng(20260101)
+    idx = np.sort(rng.choice(n, size=m, replace=False))
+    X_sub = type(inp.X)(inp.X.X[idx], inp.X.column_names)
+    sub = dataclasses.replace(
+        inp,
+        X=X_sub,
+        y=inp.y[idx],
+        weights=inp.weights[idx],
+        freq_weights=inp.freq_weights[idx],
+        offset=inp.offset[idx],
+        tol=1e-8,
+        max_iter=25,
+    )
+    from glmx.solvers.irls import irls  # the same solver, on the subsample
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = irls(sub)
+    except GlmxError:
+        return None
+    if not res.converged or res.aliased.any() or not np.all(np.isfinite(res.coef)):
+        return None
+    return res.coef
