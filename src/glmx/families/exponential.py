@@ -22,18 +22,17 @@ def kl_poisson(y: Array, mu: Array) -> Array:
     sum_{k>=2} (-1)^k r^k / (k (k-1)) is used for small |r|; so deviance residuals of
     observations fitted almost exactly are not rounding noise of size sqrt(eps y)."""
     y, mu = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(mu, dtype=float))
+    diff = y - mu
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = (y - mu) / mu
-        direct = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0) - (y - mu)
-    small = np.abs(r) < _SERIES_R
-    if small.any():
-        rs = r[small]
+        out = special.xlogy(y, y / mu) - diff  # xlogy(0, .) = 0
+    small = np.flatnonzero(np.abs(diff) < _SERIES_R * np.abs(mu))
+    if small.size:
+        rs = diff[small] / mu[small]
         series = rs**2 * (
             1 / 2 - rs * (1 / 6 - rs * (1 / 12 - rs * (1 / 20 - rs * (1 / 30 - rs / 42))))
         )
-        direct = np.array(direct)
-        direct[small] = mu[small] * series
-    return np.asarray(direct)
+        out[small] = mu[small] * series
+    return np.asarray(out)
 
 
 def kl_gamma(y: Array, mu: Array) -> Array:
