@@ -152,3 +152,18 @@ def test_user_defined_family_fits():
     np.testing.assert_allclose(mine.coef.to_numpy(), ref.coef.to_numpy(), rtol=1e-10)
     np.testing.assert_allclose(mine.se.to_numpy(), ref.se.to_numpy(), rtol=1e-10)
     assert np.isnan(mine.aic)  # no loglik defined: like a quasi family
+
+
+def test_negative_binomial_without_overdispersion_stops_theta_and_warns():
+    # R: glm.nb on under-dispersed counts warns "iteration limit reached" (theta ~ 1e5);
+    # glmx stops theta at 1e8, where the fit is the Poisson one, and says why
+    import pandas as pd
+
+    d = pd.DataFrame(rng.normal(size=(30, 2)), columns=["x1", "x2"])
+    d["y"] = [1.0, 2.0, 3.0] * 10
+    with pytest.warns(glmx.ConvergenceWarning, match="no overdispersion"):
+        nb = glmx.glm("y ~ x1 + x2", d, family="negative_binomial")
+    pois = glmx.glm("y ~ x1 + x2", d, family="poisson")
+    assert nb.theta == 1e8
+    assert len(nb.warnings) == 1
+    np.testing.assert_allclose(nb.coef.to_numpy(), pois.coef.to_numpy(), rtol=1e-6)

@@ -322,6 +322,7 @@ def _fit(
         deviance = fam.deviance(y, res.mu, inp.total_weights)
         null_dev = _null_deviance(inp, res.mu, has_intercept, options.method)
         _check_boundary_fits(inp, res.mu, res.converged, res.aliased, options.method)
+    caught = list({str(m.message): m for m in caught}.values())  # each message once
     for wmsg in caught:
         warnings.warn_explicit(wmsg.message, wmsg.category, wmsg.filename, wmsg.lineno)
 

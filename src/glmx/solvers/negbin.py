@@ -23,6 +23,9 @@ class ThetaEstimate:
     n_iter: int
 
 
+THETA_MAX = 1e8  # beyond this the negative binomial is numerically the Poisson
+
+
 def theta_ml(
     y: Array, mu: Array, w: Array, max_iter: int = 100, tol: float = 1e-10
 ) -> ThetaEstimate:
@@ -31,7 +34,8 @@ def theta_ml(
     Starts at theta = n / sum(w (y/mu - 1)^2) and iterates theta <- theta + score/info;
     the standard error is sqrt(1/info)."""
     n = float(np.sum(w))
-    t0 = n / float(np.sum(w * (y / mu - 1.0) ** 2))
+    spread = float(np.sum(w * (y / mu - 1.0) ** 2))
+    t0 = n / spread if spread > 0 else THETA_MAX
     delta = 1.0
     info = np.nan
     it = 0
@@ -39,7 +43,20 @@ def theta_ml(
         it += 1
         t0 = abs(t0)
         info = theta_info(t0, y, mu, w)
-        delta = theta_score(t0, y, mu, w) / info
+        score = theta_score(t0, y, mu, w)
+        if not (np.isfinite(info) and info > 0) or t0 >= THETA_MAX:
+            # no overdispersion: the likelihood keeps rising towards the Poisson limit
+            warnings.warn(
+                f"negative binomial theta diverges (the data show no overdispersion); "
+                f"theta is stopped at {min(t0, THETA_MAX):.4g}, where the model is "
+                "practically Poisson",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+            t0 = min(t0, THETA_MAX)
+            info = theta_info(t0, y, mu, w)
+            break
+        delta = score / info
         t0 = t0 + delta
     if it == max_iter:
         warnings.warn(
@@ -52,7 +69,8 @@ def theta_ml(
         t0 = 0.0
     if t0 > 0:
         info = theta_info(t0, y, mu, w)
-    return ThetaEstimate(theta=float(t0), se=float(np.sqrt(1.0 / info)), n_iter=it)
+    se = float(np.sqrt(1.0 / info)) if np.isfinite(info) and info > 0 else float("nan")
+    return ThetaEstimate(theta=float(t0), se=se, n_iter=it)
 
 
 def fit_negative_binomial(
