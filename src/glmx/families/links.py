@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
+from scipy import special
 
 from glmx.errors import FamilyError
 
 EPS = float(np.finfo(float).eps)
 _LOG_MAX = float(np.log(np.finfo(float).max))  # exp() overflows beyond this
 _LOGIT_THRESH = 30.0
-_PROBIT_THRESH = float(-stats.norm.ppf(EPS))
-_CAUCHIT_THRESH = float(-stats.cauchy.ppf(EPS))
+_PROBIT_THRESH = float(-special.ndtri(EPS))  # R: -qnorm(.Machine$double.eps)
+_CAUCHIT_THRESH = float(1.0 / np.tan(np.pi * EPS))  # R: -qcauchy(.Machine$double.eps)
 
 Array = NDArray[np.float64]
 

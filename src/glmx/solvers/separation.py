@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import optimize
 
 from glmx.design.matrix import DesignMatrix
 
@@ -31,6 +30,8 @@ def detect_separation(
     X: DesignMatrix, y: Array, weights: Array, kept: NDArray[np.bool_], max_rows: int = 200_000
 ) -> Separation | None:
     """The separating direction, or None when the MLE exists (or the check is too big)."""
+    from scipy import optimize  # imported on use: it is slow to import
+
     use = weights > 0
     n = int(use.sum())
     if n == 0 or n > max_rows:
