@@ -17,14 +17,21 @@ from typing import Any
 import formulaic
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from formulaic.errors import DataMismatchWarning, FormulaicError
 from numpy.typing import NDArray
 
+from glmx.design.categorical_terms import categorical_model_matrix
 from glmx.design.frames import to_pandas
-from glmx.design.matrix import DenseDesign
+from glmx.design.matrix import DenseDesign, DesignMatrix
 from glmx.errors import DataError, FormulaError
 
 Array = NDArray[np.float64]
+
+# numpy functions that safe formulas allow (glmx.design.safe) and formulaic's transforms
+# lack; passed as formulaic's evaluation context (so no local variable of this module
+# is visible to a formula either)
+EXTRA_TRANSFORMS = {"sqrt": np.sqrt, "abs": np.abs, "log1p": np.log1p, "expm1": np.expm1}
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class TermState:
 @dataclass(frozen=True)
 class ModelFrame:
     y: Array
-    X: DenseDesign
+    X: DesignMatrix
     weights: Array | None
     freq_weights: Array | None
     offset: Array | None
@@ -97,9 +104,9 @@ def _split_formula(formula: str) -> tuple[str, str]:
 def _variables(expr: str, what: str) -> set[str]:
     try:
         parsed = formulaic.Formula(expr)
-    except FormulaicError as exc:
+    except (FormulaicError, SyntaxError, ValueError, TypeError) as exc:
         raise FormulaError(f"cannot parse {what} {expr!r}: {exc}") from None
-    return {str(v) for v in parsed.required_variables}
+    return {str(v) for v in parsed.required_variables} - EXTRA_TRANSFORMS.keys()
 
 
 def _column_or_array(
@@ -138,7 +145,9 @@ def _eval_expr(expr: str, df: pd.DataFrame, what: str) -> Array:
         # I(...) makes formulaic evaluate the expression as Python: "size - incidence" is
         # arithmetic here, not the removal of a term
         with np.errstate(divide="ignore", invalid="ignore"):
-            mm = formulaic.model_matrix(f"I({expr}) ~ 1", df, na_action="ignore")
+            mm = formulaic.model_matrix(
+                f"I({expr}) ~ 1", df, na_action="ignore", context=EXTRA_TRANSFORMS
+            )
     except FormulaicError as exc:
         raise FormulaError(f"cannot evaluate {what} {expr!r}: {exc}") from None
     except Exception as exc:  # errors raised by user transforms inside formulaic
@@ -249,27 +258,35 @@ def build_model_frame(
     dfk = _drop_unused_levels(dfk, needed)
 
     y, trials = _response(lhs, dfk, binomial)
-    try:
-        with np.errstate(divide="ignore", invalid="ignore"):  # inf/nan are reported below
-            mm = formulaic.model_matrix(rhs, dfk, na_action="raise")
-    except FormulaicError as exc:
-        raise FormulaError(f"cannot build the design for {formula!r}: {exc}") from None
-    except Exception as exc:  # user transforms failing inside formulaic
-        raise FormulaError(f"cannot build the design for {formula!r}: {exc}") from None
-    spec = mm.model_spec
+    design: DesignMatrix
+    # a factor with many levels stays integer codes (no dense one-hot): CategoricalDesign
+    built = categorical_model_matrix(rhs, dfk, context=EXTRA_TRANSFORMS)
+    if built is not None:
+        design, spec = built
+    else:
+        try:
+            with np.errstate(divide="ignore", invalid="ignore"):  # inf/nan are reported below
+                mm = formulaic.model_matrix(rhs, dfk, na_action="raise", context=EXTRA_TRANSFORMS)
+        except FormulaicError as exc:
+            raise FormulaError(f"cannot build the design for {formula!r}: {exc}") from None
+        except Exception as exc:  # user transforms failing inside formulaic
+            raise FormulaError(f"cannot build the design for {formula!r}: {exc}") from None
+        spec = mm.model_spec
     for factor, state in spec.factor_contrasts.items():
         if len(state.levels) < 2:
             raise DataError(
                 f"factor {str(factor)!r} has a single level {list(state.levels)!r} in the "
                 f"{int(keep.sum())} rows used; a factor needs two or more levels"
             )
-    X = (
-        np.asarray(mm.to_numpy(dtype=float))
-        if hasattr(mm, "to_numpy")
-        else np.asarray(mm, dtype=float)
-    )
-    names = [str(c) for c in mm.columns]
-    _check_finite(X, names, dfk.index)
+    if built is None:
+        X = (
+            np.asarray(mm.to_numpy(dtype=float))
+            if hasattr(mm, "to_numpy")
+            else np.asarray(mm, dtype=float)
+        )
+        names = [str(c) for c in mm.columns]
+        _check_finite(X, names, dfk.index)
+        design = DenseDesign(X, names)
 
     total_offset = off[keep] if off is not None else None
     for expr in offset_terms:
@@ -286,7 +303,7 @@ def build_model_frame(
     )
     return ModelFrame(
         y=y,
-        X=DenseDesign(X, names),
+        X=design,
         weights=w[keep] if w is not None else None,
         freq_weights=fw[keep] if fw is not None else None,
         offset=total_offset,
@@ -335,8 +352,9 @@ def _check_finite(X: Array, names: list[str], index: pd.Index) -> None:
         )
 
 
-def new_design(terms: TermState, newdata: Any, offset: Any = None) -> tuple[Array, Array]:
-    """X and the offset for new data, with the fit's factor levels and transforms.
+def new_design(terms: TermState, newdata: Any, offset: Any = None) -> tuple[Any, Array]:
+    """X (numpy, or scipy.sparse CSR for a fit with a categorical block) and the offset
+    for new data, with the fit's factor levels and transforms.
 
     Rows with missing values give NaN predictions (R's ``na.pass``)."""
     df = to_pandas(newdata)
@@ -344,16 +362,18 @@ def new_design(terms: TermState, newdata: Any, offset: Any = None) -> tuple[Arra
         with warnings.catch_warnings():
             # formulaic would turn a level the fit never saw into NaN; R refuses it
             warnings.simplefilter("error", DataMismatchWarning)
-            mm = terms.model_spec.get_model_matrix(df, na_action="ignore")
+            mm = terms.model_spec.get_model_matrix(df, na_action="ignore", context=EXTRA_TRANSFORMS)
     except DataMismatchWarning as exc:
         raise DataError(
             f"new data have factor levels the model was not fitted with: {exc}"
         ) from None
+    except DataError:
+        raise
     except FormulaicError as exc:
         raise FormulaError(f"cannot build the design for new data: {exc}") from None
     except Exception as exc:
         raise DataError(f"cannot build the design for new data: {exc}") from None
-    X = np.asarray(mm.to_numpy(dtype=float))
+    X = mm if sp.issparse(mm) else np.asarray(mm.to_numpy(dtype=float))
     off = np.zeros(X.shape[0])
     for expr in terms.offset_terms:
         off = off + _eval_expr(expr, df, "offset")

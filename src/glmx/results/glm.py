@@ -371,6 +371,8 @@ class GLMResults(DiagnosticsMixin):
                 raise DataError("offset= in predict() goes with newdata=")
             if isinstance(f.X, (DenseDesign, SparseDesign)):
                 return f.X.X, f.offset  # no copy of the design
+            if hasattr(f.X, "to_sparse"):  # e.g. categorical codes: sparse, not one-hot dense
+                return f.X.to_sparse(), f.offset
             return f.X.rows(np.arange(f.X.shape[0])), f.offset
         if f.terms is None:
             X = np.asarray(newdata, dtype=float)

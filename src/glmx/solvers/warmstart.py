@@ -28,14 +28,19 @@ def subsample_start(inp: IRLSInputs) -> Array | None:
     n, p = inp.X.shape
     if n < WARM_START_MIN_ROWS or inp.start is not None or inp.mustart is not None:
         return None
-    if not isinstance(inp.X, (DenseDesign, SparseDesign)):
+    take_rows = getattr(inp.X, "take_rows", None)  # designs with structure keep it
+    if not isinstance(inp.X, (DenseDesign, SparseDesign)) and take_rows is None:
         return None
     m = max(SUBSAMPLE_ROWS, 50 * p)
     if m > n // 2:
         return None
     rng = np.random.default_rng(20260101)
     idx = np.sort(rng.choice(n, size=m, replace=False))
-    X_sub = type(inp.X)(inp.X.X[idx], inp.X.column_names)
+    if isinstance(inp.X, (DenseDesign, SparseDesign)):
+        X_sub = type(inp.X)(inp.X.X[idx], inp.X.column_names)
+    else:
+        assert take_rows is not None
+        X_sub = take_rows(idx)
     sub = dataclasses.replace(
         inp,
         X=X_sub,
@@ -55,5 +60,5 @@ def subsample_start(inp: IRLSInputs) -> Array | None:
     except GlmxError:
         return None
     if not res.converged or res.aliased.any() or not np.all(np.isfinite(res.coef)):
-        return None
+        return None  # e.g. a level absent from the subsample: start as R does
     return res.coef
