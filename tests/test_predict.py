@@ -61,3 +61,15 @@ def test_missing_values_in_new_data_give_nan():
     new.loc[new.index[1], "u"] = np.nan
     pred = fit.predict(new)
     assert np.isnan(pred[1]) and np.isfinite(pred[[0, 2]]).all()
+
+
+def test_missing_factor_value_in_new_data_gives_nan():
+    # R: predict(fit, newdata, se.fit = TRUE) with NA in a factor: NA fit and se (na.pass)
+    d = load("dobson")
+    fit = glmx.glm("counts ~ outcome + treatment", d, family="poisson")
+    new = d.head(4).astype({"outcome": object})
+    new.loc[1, "outcome"] = np.nan
+    pred = fit.predict(new, se=True)
+    assert np.isnan(pred.loc[1, "fit"]) and np.isnan(pred.loc[1, "se"])
+    full = fit.predict(d.head(4), se=True)
+    np.testing.assert_allclose(pred.drop(index=1), full.drop(index=1), rtol=1e-14)

@@ -358,6 +358,14 @@ def new_design(terms: TermState, newdata: Any, offset: Any = None) -> tuple[Any,
 
     Rows with missing values give NaN predictions (R's ``na.pass``)."""
     df = to_pandas(newdata)
+    # rows with a missing value in a used column: built from a complete stand-in row,
+    # then given a NaN offset, so that their prediction and its se are NaN (na.pass)
+    used = [c for c in df.columns if c in _spec_variables(terms)]
+    missing = np.array(df[used].isna().any(axis=1)) if used else np.zeros(len(df), bool)
+    if missing.any() and not missing.all():
+        df = df.copy()
+        first_ok = int(np.flatnonzero(~missing)[0])
+        df.loc[df.index[missing], used] = df.loc[[df.index[first_ok]], used].to_numpy()
     try:
         with warnings.catch_warnings():
             # formulaic would turn a level the fit never saw into NaN; R refuses it
@@ -390,4 +398,13 @@ def new_design(terms: TermState, newdata: Any, offset: Any = None) -> tuple[Any,
         if terms.offset_column not in df.columns:
             raise DataError(f"new data lack the offset column {terms.offset_column!r}")
         off = off + _numeric(df[terms.offset_column], "offset")
+    off[missing] = np.nan
     return X, off
+
+
+def _spec_variables(terms: TermState) -> set[str]:
+    """Names of the data columns the right-hand side and the offsets read."""
+    names = {str(v) for v in getattr(terms.model_spec, "required_variables", set())}
+    for expr in terms.offset_terms:
+        names |= _variables(f"{expr} ~ 1", "offset")
+    return names

@@ -343,6 +343,7 @@ class GLMResults(DiagnosticsMixin):
         XV = np.asarray(Xk @ V)
         quad = Xk.multiply(XV).sum(axis=1) if sp.issparse(Xk) else np.einsum("ij,ij->i", XV, Xk)
         se_eta = np.sqrt(np.asarray(quad, dtype=float).ravel())
+        se_eta[np.isnan(eta)] = np.nan  # rows with missing values (na.pass)
         out = pd.DataFrame({"fit": fit})
         out["se"] = se_eta * np.abs(link.mu_eta(eta)) if type == "response" else se_eta
         if interval == "prediction":
