@@ -348,3 +348,23 @@ def test_python_m_glmx_end_to_end(tmp_path):
     )
     assert res.returncode == 2 and res.stdout == ""
     assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith("glmx: error: ")
+
+
+def test_hostile_formulas_through_the_cli_never_run(tmp_path, capsys):
+    # the 22 canary formulas of test_safe_formula (builtins, __import__, attribute
+    # chains, lambda, comprehensions, f-strings, eval/exec...) plus huge exponents: each
+    # is refused with exit status 2 and one line, and the canary file is never written
+    from test_safe_formula import canary_formulas
+
+    data = tmp_path / "d.csv"
+    rng = np.random.default_rng(3)
+    pd.DataFrame({"x": rng.uniform(1, 5, 40), "g": rng.choice(["a", "b"], 40)}).assign(
+        y=lambda d: rng.poisson(d["x"])
+    ).to_csv(data, index=False)
+    canary = tmp_path / "canary.txt"
+    hostile = [*canary_formulas(canary), "y ~ I(x ** 10 ** 10)", "y ~ ().__class__"]
+    assert len(hostile) >= 20
+    for formula in hostile:
+        code, out, err = run(["fit", str(data), formula, "--family", "poisson"], capsys)
+        assert_one_line_error(code, out, err)
+        assert not canary.exists(), formula
