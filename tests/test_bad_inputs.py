@@ -846,3 +846,16 @@ def test_glm_fit_sparse_and_dense_agree():
     fit_s = glmx.glm_fit(sp.csr_matrix(X), Y, family="poisson")
     np.testing.assert_allclose(fit_s.coef, fit_d.coef, rtol=1e-10)
     assert fit_s.deviance == pytest.approx(fit_d.deviance, rel=1e-12)
+
+
+def test_boundary_fit_keeps_estimable_coefficients_finite():
+    # R: glm(am ~ wt, binomial(link = "log"), mtcars, start = c(-0.5, -0.5)) stops with a
+    # fitted probability at 1 (wt = -0.709, not converged); an extreme working weight must
+    # not make glmx call wt aliased (NaN)
+    from glmx.datasets import load
+
+    with pytest.warns(glmx.BoundaryWarning):
+        fit = glmx.glm("am ~ wt", load("mtcars"), family="binomial", link="log", start=[-0.5, -0.5])
+    assert not fit.aliased.any()
+    assert np.isfinite(fit.coef).all() and np.isfinite(fit.se).all()
+    assert -0.75 < fit.coef["wt"] < -0.65

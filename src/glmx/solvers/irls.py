@@ -17,9 +17,15 @@ import dataclasses
 import warnings
 
 import numpy as np
+from numpy.typing import NDArray
 
 from glmx.errors import BoundaryWarning, ConvergenceError, ConvergenceWarning
-from glmx.solvers.linalg import factorize_design
+from glmx.solvers.linalg import (
+    EigenFactorization,
+    Factorization,
+    factorize_design,
+    factorize_kept,
+)
 from glmx.solvers.state import Array, FitLog, IRLSInputs, IRLSResult
 from glmx.solvers.warmstart import subsample_start
 
@@ -87,6 +93,7 @@ def irls(inp: IRLSInputs) -> IRLSResult:
     coef_old = beta
     dev_old = fam.deviance(inp.y, mu, wt)
     log = FitLog()
+    structural: NDArray[np.bool_] | None = None
     converged = boundary = False
     n_iter = 0
     for n_iter in range(1, inp.max_iter + 1):  # noqa: B007 - the count is reported
@@ -98,7 +105,13 @@ def irls(inp: IRLSInputs) -> IRLSResult:
         else:
             base = beta
             rhs = inp.X.rmatvec(W * r)
-        fac = factorize_design(inp.X, W)
+        fac: Factorization | EigenFactorization = factorize_design(inp.X, W)
+        if structural is None:
+            structural = fac.aliased  # aliasing is a property of X, found at the start
+        elif (fac.aliased & ~structural).any():
+            # a column only looks aliased because extreme weights (fitted values at the
+            # boundary) swamp the others: keep it and solve the ill-conditioned system
+            fac = factorize_kept(inp.X.gram(W), ~structural)
         beta_new = base + fac.solve(rhs)
         beta_new[fac.aliased] = 0.0
         beta, eta, mu, dev, halvings, hit_boundary = _step(inp, beta_new, coef_old, dev_old)

@@ -60,6 +60,51 @@ class Factorization:
         return (inv + inv.T) / 2.0
 
 
+@dataclass(frozen=True)
+class EigenFactorization:
+    """X'WX on columns known to be estimable, when extreme working weights make it too
+    ill-conditioned for the in-order Cholesky (fitted values at the boundary): the
+    eigendecomposition of the scaled Gram, with eigenvalues floored at p eps max, so
+    steps stay finite and variances are honestly huge rather than NaN."""
+
+    V: Array
+    lam: Array
+    scale: Array
+    kept: NDArray[np.bool_]
+
+    @property
+    def aliased(self) -> NDArray[np.bool_]:
+        return ~self.kept
+
+    @property
+    def rank(self) -> int:
+        return int(self.kept.sum())
+
+    def solve(self, rhs: Array) -> Array:
+        d = self.scale[self.kept]
+        x = np.zeros(self.kept.shape[0])
+        x[self.kept] = (self.V @ ((self.V.T @ (rhs[self.kept] / d)) / self.lam)) / d
+        return x
+
+    def inverse(self) -> Array:
+        d = self.scale[self.kept]
+        inv = (self.V / self.lam) @ self.V.T / np.outer(d, d)
+        return (inv + inv.T) / 2.0
+
+
+def factorize_kept(G: Array, kept: NDArray[np.bool_]) -> EigenFactorization:
+    """Factor G on the given columns without dropping any (see EigenFactorization)."""
+    idx = np.flatnonzero(kept)
+    scale = np.sqrt(np.maximum(np.diag(G), 0.0))
+    sub = scale[idx]
+    sub = np.where(sub > 0, sub, 1.0)
+    scale = scale.copy()
+    scale[idx] = sub
+    lam, V = linalg.eigh(G[np.ix_(idx, idx)] / np.outer(sub, sub))
+    lam = np.maximum(lam, len(idx) * float(np.finfo(float).eps) * max(float(lam.max()), 1.0))
+    return EigenFactorization(V, lam, scale, kept.copy())
+
+
 def factorize_design(X: object, W: Array) -> Factorization:
     """Factor X'WX for a design: a design that knows its structure (e.g. categorical
     blocks) provides ``factorize(W)``; otherwise the dense Gram is factored."""
