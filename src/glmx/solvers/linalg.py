@@ -26,15 +26,9 @@ Array = NDArray[np.float64]
 RANK_TOL = 1e-10
 
 
-@dataclass(frozen=True)
-class Factorization:
-    """Cholesky factor of the scaled Gram on the kept (non-aliased) columns.
+class _KeptColumns:
+    """Aliasing bookkeeping shared by the factorizations: ``kept`` marks estimable columns."""
 
-    G[kept][:, kept] = D R'R D with D = diag(scale[kept]).
-    """
-
-    R: Array
-    scale: Array  # sqrt(diag(G)) for every column (0 for all-zero columns)
     kept: NDArray[np.bool_]
 
     @property
@@ -44,6 +38,18 @@ class Factorization:
     @property
     def rank(self) -> int:
         return int(self.kept.sum())
+
+
+@dataclass(frozen=True)
+class Factorization(_KeptColumns):
+    """Cholesky factor of the scaled Gram on the kept (non-aliased) columns.
+
+    G[kept][:, kept] = D R'R D with D = diag(scale[kept]).
+    """
+
+    R: Array
+    scale: Array  # sqrt(diag(G)) for every column (0 for all-zero columns)
+    kept: NDArray[np.bool_]
 
     def solve(self, rhs: Array) -> Array:
         """x with G x = rhs on the kept columns, 0 on aliased columns."""
@@ -61,7 +67,7 @@ class Factorization:
 
 
 @dataclass(frozen=True)
-class EigenFactorization:
+class EigenFactorization(_KeptColumns):
     """X'WX on columns known to be estimable, when extreme working weights make it too
     ill-conditioned for the in-order Cholesky (fitted values at the boundary): the
     eigendecomposition of the scaled Gram, with eigenvalues floored at p eps max, so
@@ -71,14 +77,6 @@ class EigenFactorization:
     lam: Array
     scale: Array
     kept: NDArray[np.bool_]
-
-    @property
-    def aliased(self) -> NDArray[np.bool_]:
-        return ~self.kept
-
-    @property
-    def rank(self) -> int:
-        return int(self.kept.sum())
 
     def solve(self, rhs: Array) -> Array:
         d = self.scale[self.kept]
