@@ -27,7 +27,7 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[test,bench]"
-	$(PY) benchmarks/bench_dense.py
+	$(PY) benchmarks/run_all.py   # all comparisons at the issue's sizes; writes benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
