@@ -25,9 +25,12 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest -q
 
+BENCH_ARGS ?=
+# all comparisons at the issue's sizes (about 30 minutes); BENCH_ARGS="--preset moderate"
+# reproduces benchmarks/RESULTS.md in under 15; writes benchmarks/RESULTS.md
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[test,bench]"
-	$(PY) benchmarks/run_all.py   # all comparisons at the issue's sizes; writes benchmarks/RESULTS.md
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
