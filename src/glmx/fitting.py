@@ -168,7 +168,11 @@ def _checked_design(X: Any, column_names: list[str] | None) -> DesignMatrix:
             f"X must be a two-dimensional matrix (rows x columns), got shape {arr.shape}"
         )
     design = DenseDesign(arr, column_names)
-    bad = ~np.isfinite(arr)
+    # a NaN or inf makes its column sum non-finite: one cheap pass, and the full
+    # element check only when a sum is not finite (or overflowed)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums_finite = bool(np.isfinite(arr.sum(axis=0)).all())
+    bad = np.zeros((0, arr.shape[1]), dtype=bool) if sums_finite else ~np.isfinite(arr)
     if bad.any():
         j = int(np.flatnonzero(bad.any(axis=0))[0])
         raise DataError(
