@@ -22,6 +22,7 @@ from glmx.families import Family, get_family
 from glmx.families.exponential import Binomial, Poisson
 from glmx.families.links import EPS, Link
 from glmx.families.negbin import NegativeBinomial
+from glmx.inference.covariance import COV_TYPES
 from glmx.results.glm import GLMFit, GLMResults
 from glmx.solvers.irls import irls
 from glmx.solvers.negbin import fit_negative_binomial
@@ -127,9 +128,8 @@ class FitOptions:
             raise DataError(f"method must be 'irls' or 'firth', got {self.method!r}")
         if self.method == "firth" and not isinstance(fam, Binomial):
             raise FamilyError(f"method='firth' is for binomial models, not {fam.name}")
-        valid = (None, "HC0", "HC1", "HC2", "HC3", "cluster")
-        if self.cov_type not in valid:
-            raise DataError(f"cov_type must be one of {valid[1:]} or None, got {self.cov_type!r}")
+        if self.cov_type is not None and self.cov_type not in COV_TYPES:
+            raise DataError(f"cov_type must be one of {COV_TYPES} or None, got {self.cov_type!r}")
         if (self.cov_type == "cluster") != (self.cluster is not None):
             raise DataError("cov_type='cluster' and cluster= go together")
         if self.cluster is not None and len(self.cluster) != n:

@@ -69,6 +69,7 @@ from glmx.design.safe import check_formula, formula_variables
 from glmx.errors import DataError, FamilyError, FormulaError
 from glmx.families import FAMILY_NAMES, Family, get_family
 from glmx.families.links import LINK_NAMES, Link, Power, get_link
+from glmx.inference.covariance import COV_TYPES
 from glmx.io.specjson import Reader, decode_spec, encode_spec
 
 if TYPE_CHECKING:
@@ -273,7 +274,7 @@ def from_document(doc: dict[str, Any], where: str = "model file") -> LoadedGLM:
     elif formula is not None:
         raise DataError(f"{where}: a model without a design has no formula")
     cov_type = fit.get("cov_type")
-    if cov_type not in (None, "HC0", "HC1", "HC2", "HC3", "cluster"):
+    if cov_type is not None and cov_type not in COV_TYPES:
         raise DataError(f"{where}: fit.cov_type {cov_type!r} is not a covariance type")
     sr = Reader(summary, f"{where}: summary")
     saved = SavedFit(
