@@ -20,8 +20,8 @@ from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign
 from glmx.diagnostics.residuals import residuals as _residuals
 from glmx.errors import DataError
 from glmx.families.base import Family
-from glmx.inference.wald import coef_table as _coef_table
 from glmx.inference.wald import wald_confint
+from glmx.results.estimates import EstimatesMixin
 from glmx.results.methods import DiagnosticsMixin
 from glmx.solvers.state import FitLog
 
@@ -69,7 +69,7 @@ class GLMFit:
     row_labels: NDArray[Any] | None = None  # the data's row labels of the rows used
 
 
-class GLMResults(DiagnosticsMixin):
+class GLMResults(EstimatesMixin, DiagnosticsMixin):
     """A fitted generalized linear model.  See the GLM table of the API contract."""
 
     _fit: GLMFit
@@ -88,14 +88,6 @@ class GLMResults(DiagnosticsMixin):
         raise AttributeError(f"GLMResults is immutable: cannot delete {name!r}")
 
     # --- estimates --------------------------------------------------------------------
-    @property
-    def family(self) -> Family:
-        return self._fit.family
-
-    @property
-    def link(self) -> str:
-        return self._fit.family.link.name
-
     @cached_property
     def coef(self) -> pd.Series:
         """Estimates by design column; aliased columns are NaN (R's NA)."""
@@ -118,11 +110,6 @@ class GLMResults(DiagnosticsMixin):
         kept = [n for n, a in zip(self._names, self._fit.aliased) if not a]
         return pd.DataFrame(self.dispersion * self._fit.cov_unscaled, index=kept, columns=kept)
 
-    @property
-    def cov_type(self) -> str:
-        """'model' or the sandwich estimator behind ``vcov``, ``se`` and the tests."""
-        return self._fit.cov_type or "model"
-
     def vcov_robust(self, cov_type: str = "HC0", cluster: Any = None) -> pd.DataFrame:
         """Sandwich covariance without refitting: ``"HC0"``..``"HC3"`` (R's
         ``sandwich::vcovHC``) or ``"cluster"`` with cluster labels per row used
@@ -131,22 +118,6 @@ class GLMResults(DiagnosticsMixin):
 
         kept = [n for n, a in zip(self._names, self._fit.aliased) if not a]
         return pd.DataFrame(robust_vcov(self, cov_type, cluster), index=kept, columns=kept)
-
-    @cached_property
-    def se(self) -> pd.Series:
-        se = pd.Series(np.nan, index=self._names, name="std_error")
-        se[self.vcov.index] = np.sqrt(np.diag(self.vcov.to_numpy()))
-        return se
-
-    @cached_property
-    def coef_table(self) -> pd.DataFrame:
-        """z tests for fixed-dispersion families and robust covariances, t tests
-        otherwise (R's summary.glm; lmtest::coeftest)."""
-        # z for fixed dispersion, t on df_resid otherwise (summary.glm); with a sandwich
-        # covariance z for every family, as lmtest::coeftest on a glm (df = Inf)
-        robust = self._fit.cov_type is not None
-        df = None if (self.family.fixed_dispersion or robust) else self.df_resid
-        return _coef_table(self.coef, self.se, df)
 
     def confint(
         self, level: float = 0.95, method: Literal["profile", "wald"] = "profile"
@@ -222,11 +193,6 @@ class GLMResults(DiagnosticsMixin):
         return f.family.loglik(f.y, f.mu, f.weights, f.freq_weights, f.deviance)
 
     @property
-    def n_params(self) -> int:
-        """Parameters counted in AIC/BIC: the rank plus the family's scale parameters."""
-        return self.rank + self.family.n_scale_params
-
-    @property
     def aic(self) -> float:
         return -2.0 * self.loglik + 2.0 * self.n_params
 
@@ -250,20 +216,6 @@ class GLMResults(DiagnosticsMixin):
     def warnings(self) -> tuple[str, ...]:
         """Messages of the warnings raised during the fit."""
         return self._fit.warnings
-
-    @property
-    def theta(self) -> float:
-        """Negative binomial theta (estimated or fixed)."""
-        th = getattr(self.family, "theta", None)
-        if th is None:
-            raise AttributeError("theta exists for negative binomial fits only")
-        return float(th)
-
-    @property
-    def theta_se(self) -> float:
-        if self._fit.theta_se is None:
-            raise AttributeError("theta_se exists for negative binomial fits with estimated theta")
-        return self._fit.theta_se
 
     # --- per-observation values -------------------------------------------------------
     @property

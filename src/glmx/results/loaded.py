@@ -22,8 +22,8 @@ from glmx.design.formula import TermState, new_design
 from glmx.design.frames import to_pandas
 from glmx.errors import DataError, GlmxError
 from glmx.families.base import Family
-from glmx.inference.wald import coef_table as _coef_table
 from glmx.inference.wald import wald_confint
+from glmx.results.estimates import EstimatesMixin
 from glmx.results.glm import GLMResults
 from glmx.results.summary import GLMSummary
 
@@ -75,7 +75,7 @@ class SavedFit:
     glmx_version: str
 
 
-class LoadedGLM:
+class LoadedGLM(EstimatesMixin):
     """A fitted GLM read from a file: coefficients, covariance and fit statistics as
     saved, ``predict`` on new data and ``summary``, but no per-row data."""
 
@@ -98,14 +98,6 @@ class LoadedGLM:
         raise AttributeError(f"'LoadedGLM' object has no attribute {name!r}")
 
     # --- estimates --------------------------------------------------------------------
-    @property
-    def family(self) -> Family:
-        return self._fit.family
-
-    @property
-    def link(self) -> str:
-        return self._fit.family.link.name
-
     @property
     def formula(self) -> str | None:
         return self._fit.formula
@@ -131,24 +123,6 @@ class LoadedGLM:
     def vcov(self) -> pd.DataFrame:
         kept = [n for n, a in zip(self._fit.columns, self._fit.aliased) if not a]
         return pd.DataFrame(self._fit.vcov, index=kept, columns=kept)
-
-    @property
-    def cov_type(self) -> str:
-        return self._fit.cov_type or "model"
-
-    @cached_property
-    def se(self) -> pd.Series:
-        se = pd.Series(np.nan, index=self._fit.columns, name="std_error")
-        se[self.vcov.index] = np.sqrt(np.diag(self.vcov.to_numpy()))
-        return se
-
-    @cached_property
-    def coef_table(self) -> pd.DataFrame:
-        """As the original's: z tests for fixed dispersion or a sandwich covariance,
-        t tests on df_resid otherwise."""
-        robust = self._fit.cov_type is not None
-        df = None if (self.family.fixed_dispersion or robust) else self.df_resid
-        return _coef_table(self.coef, self.se, df)
 
     def confint(
         self, level: float = 0.95, method: Literal["profile", "wald"] = "profile"
@@ -176,23 +150,6 @@ class LoadedGLM:
     n_iter = property(lambda self: self._fit.n_iter)
     converged = property(lambda self: self._fit.converged)
     warnings = property(lambda self: self._fit.warnings)
-
-    @property
-    def n_params(self) -> int:
-        return self.rank + self.family.n_scale_params
-
-    @property
-    def theta(self) -> float:
-        th = getattr(self.family, "theta", None)
-        if th is None:
-            raise AttributeError("theta exists for negative binomial fits only")
-        return float(th)
-
-    @property
-    def theta_se(self) -> float:
-        if self._fit.theta_se is None:
-            raise AttributeError("theta_se exists for negative binomial fits with estimated theta")
-        return self._fit.theta_se
 
     # --- prediction -------------------------------------------------------------------
     def predict(
