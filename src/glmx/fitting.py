@@ -323,7 +323,7 @@ def _fit(
             res = firth(inp)
         else:
             res = irls(inp)
-        deviance = fam.deviance(y, res.mu, inp.total_weights)
+        deviance = inp.deviance(res.mu)
         null_dev = _null_deviance(inp, res.mu, has_intercept, options.method)
         _check_boundary_fits(inp, res.mu, res.converged, res.aliased, options.method)
     caught = list({str(m.message): m for m in caught}.values())  # each message once
@@ -351,7 +351,7 @@ def _null_deviance(inp: IRLSInputs, mu: Array, has_intercept: bool, method: str)
     fam = inp.family
     wt = inp.total_weights
     if not has_intercept:
-        return fam.deviance(inp.y, fam.link.inverse(inp.offset), wt)
+        return inp.deviance(fam.link.inverse(inp.offset))
     if method == "firth":
         from glmx.solvers.firth import firth
 
@@ -359,10 +359,10 @@ def _null_deviance(inp: IRLSInputs, mu: Array, has_intercept: bool, method: str)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             null_mu = firth(dataclasses.replace(inp, X=ones, start=None, mustart=None)).mu
-        return fam.deviance(inp.y, null_mu, wt)
+        return inp.deviance(null_mu)
     if not np.any(inp.offset != 0):
         wtdmu = float(np.sum(wt * inp.y) / np.sum(wt))
-        return fam.deviance(inp.y, np.full_like(inp.y, wtdmu), wt)
+        return inp.deviance(np.full_like(inp.y, wtdmu))
     ones = DenseDesign(np.ones((inp.y.shape[0], 1)), ["Intercept"])
     null_inp = dataclasses.replace(inp, X=ones, start=None, mustart=mu)
     with warnings.catch_warnings():

@@ -13,7 +13,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
-from scipy.linalg import blas
+
+from glmx.design.parallel import map_slices, row_slices
 
 Array = NDArray[np.float64]
 
@@ -64,35 +65,54 @@ class DenseDesign:
         self._block = max(256, _TARGET_BLOCK_BYTES // (8 * max(1, self.shape[1])))
 
     def matvec(self, b: Array) -> Array:
-        return self.X @ b
+        return self.X @ b  # BLAS gemv: threaded and memory-bound already
 
     def rmatvec(self, r: Array) -> Array:
         return self.X.T @ r
 
     def gram(self, w: Array) -> Array:
+        return self.gram_rmatvec(w, None)[0]
+
+    def gram_rmatvec(self, w: Array, v: Array | None) -> tuple[Array, Array | None]:
+        """X'WX and, in the same pass over X, X'v (None when v is None)."""
         n, p = self.shape
         if n <= self._block:
             G = self.X.T @ (self.X * w[:, None])
-            return (G + G.T) / 2.0
-        c = np.zeros((p, p), order="F")
+            return (G + G.T) / 2.0, (None if v is None else self.X.T @ v)
         sw = np.sqrt(w)
+        slices = row_slices(n, p, align=self._block)
+        parts = map_slices(lambda lo, hi: self._gram_part(sw, v, lo, hi), slices)
+        c = sum((part[0] for part in parts[1:]), parts[0][0])
+        rhs = None if v is None else sum((part[1] for part in parts[1:]), parts[0][1])
+        return (c + c.T) / 2.0, rhs
+
+    def _gram_part(
+        self, sw: Array, v: Array | None, lo: int, hi: int
+    ) -> tuple[Array, Array | None]:
+        """The rows lo:hi's X'WX (and their X'v) by chunked syrk."""
+        p = self.shape[1]
+        c = np.zeros((p, p))
+        rhs = None if v is None else np.zeros(p)
         fortran = self.X.flags.f_contiguous and not self.X.flags.c_contiguous
-        # the block buffer is laid out so that each copy reads X along its memory order
-        # and syrk reads the buffer as a Fortran array, without another copy
+        # the block buffer is laid out so that each copy reads X along its memory order;
+        # numpy runs B'B as a BLAS syrk and releases the GIL meanwhile (scipy's wrapper
+        # would hold it, serializing the threads)
         buf = np.empty((p, self._block)) if fortran else np.empty((self._block, p))
-        for start in range(0, n, self._block):
-            stop = min(start + self._block, n)
+        for start in range(lo, hi, self._block):
+            stop = min(start + self._block, hi)
             # rows scaled by sqrt(w): (sqrt(w) X)'(sqrt(w) X) = X' W X
             if fortran:
-                blk = buf[:, : stop - start]  # p x b, C order; blk.T is b x p Fortran
+                blk = buf[:, : stop - start]  # p x b: the block's transpose
                 np.multiply(self.X.T[:, start:stop], sw[start:stop], out=blk)
-                c = blas.dsyrk(1.0, blk.T, beta=1.0, c=c, trans=1, lower=0, overwrite_c=1)
+                c += blk @ blk.T
             else:
-                blk = buf[: stop - start]  # b x p, C order; blk.T is p x b Fortran
+                blk = buf[: stop - start]
                 np.multiply(self.X[start:stop], sw[start:stop, None], out=blk)
-                c = blas.dsyrk(1.0, blk.T, beta=1.0, c=c, trans=0, lower=0, overwrite_c=1)
-        upper = np.triu(c)
-        return upper + np.triu(c, 1).T
+                c += blk.T @ blk
+            if rhs is not None:
+                assert v is not None
+                rhs += self.X[start:stop].T @ v[start:stop]  # the block is still in cache
+        return c, rhs
 
     def rows(self, index: NDArray[np.intp]) -> Array:
         return self.X[index]

@@ -17,7 +17,7 @@ has a restricted range.  Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -78,6 +78,11 @@ class Family:
     def deviance(self, y: Array, mu: Array, weights: Array) -> float:
         """Total deviance, sum of weights * d(y, mu); ``weights`` include frequencies."""
         return float(np.sum(self.deviance_residuals_sq(y, mu, weights)))
+
+    def deviance_function(self, y: Array, weights: Array) -> Callable[[Array], float]:
+        """mu -> the total deviance for this y and these weights (IRLS evaluates it at
+        every step); a family may prepare what depends on y alone once."""
+        return lambda mu: self.deviance(y, mu, weights)
 
     def loglik(
         self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float

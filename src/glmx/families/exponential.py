@@ -4,6 +4,7 @@ Gamma and inverse gaussian.  Formulas are R's ``family`` objects, term by term."
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -98,6 +99,17 @@ class Binomial(Family):
         # 2 (y log(y/mu) + (1-y) log((1-y)/(1-mu))); the linear terms of the two
         # Poisson-like pieces cancel, so each can be taken in its stable form
         return 2.0 * (kl_poisson(y, mu) + kl_poisson(1.0 - y, 1.0 - mu))
+
+    def deviance_function(self, y: Array, weights: Array) -> Callable[[Array], float]:
+        if not np.all((y == 0.0) | (y == 1.0)):
+            return super().deviance_function(y, weights)
+        success = y == 1.0
+
+        def deviance(mu: Array) -> float:
+            # a 0/1 response: d = -2 log(mu) for a success, -2 log(1 - mu) for a failure
+            return -2.0 * float(weights @ np.log(np.where(success, mu, 1.0 - mu)))
+
+        return deviance
 
     def loglik(
         self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float

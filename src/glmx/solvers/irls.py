@@ -23,8 +23,8 @@ from glmx.errors import BoundaryWarning, ConvergenceError, ConvergenceWarning
 from glmx.solvers.linalg import (
     EigenFactorization,
     Factorization,
-    factorize_design,
     factorize_kept,
+    normal_equations,
 )
 from glmx.solvers.state import Array, FitLog, IRLSInputs, IRLSResult
 from glmx.solvers.warmstart import subsample_start
@@ -93,13 +93,11 @@ WARM_COEF_TOL = 1e-7
 
 def irls(inp: IRLSInputs) -> IRLSResult:
     """Fit by IRLS; see the module docstring for the iteration."""
-    fam = inp.family
     p = inp.X.shape[1]
-    wt = inp.total_weights
     (beta, eta, mu), warm = _start(inp)
     extra = 0
     coef_old = beta
-    dev_old = fam.deviance(inp.y, mu, wt)
+    dev_old = inp.deviance(mu)
     log = FitLog()
     structural: NDArray[np.bool_] | None = None
     converged = boundary = False
@@ -109,11 +107,12 @@ def irls(inp: IRLSInputs) -> IRLSResult:
         if beta is None:
             # first step from mustart: regress z = eta - offset + r (R's working response)
             base = np.zeros(p)
-            rhs = inp.X.rmatvec(W * (eta - inp.offset + r))
+            v = W * (eta - inp.offset + r)
         else:
             base = beta
-            rhs = inp.X.rmatvec(W * r)
-        fac: Factorization | EigenFactorization = factorize_design(inp.X, W)
+            v = W * r
+        fac: Factorization | EigenFactorization
+        fac, rhs = normal_equations(inp.X, W, v)
         if structural is None:
             structural = fac.aliased  # aliasing is a property of X, found at the start
         elif (fac.aliased & ~structural).any():
@@ -177,7 +176,6 @@ def _step(
     deviance, the number of halvings and whether halving was needed for validity (R's
     boundary)."""
     fam = inp.family
-    wt = inp.total_weights
     beta = beta_new
     halvings = 0
     boundary = False
@@ -185,7 +183,7 @@ def _step(
         eta = inp.X.matvec(beta) + inp.offset
         with np.errstate(all="ignore"):
             mu = fam.link.inverse(eta)
-            dev = fam.deviance(inp.y, mu, wt)
+            dev = inp.deviance(mu)
         bad = not np.isfinite(dev) or not _valid(inp, eta, mu)
         worse = not bad and coef_old is not None and dev - dev_old > 1e-12 * (abs(dev_old) + 0.1)
         if not (bad or worse):
@@ -204,7 +202,7 @@ def _step(
             beta = coef_old  # no decrease possible: stay put, which signals convergence
             eta = inp.X.matvec(beta) + inp.offset
             mu = fam.link.inverse(eta)
-            dev = fam.deviance(inp.y, mu, wt)
+            dev = inp.deviance(mu)
             break
         boundary |= bad
         beta = (beta + coef_old) / 2.0

@@ -112,6 +112,16 @@ def factorize_design(X: object, W: Array) -> Factorization:
     return factorize(X.gram(W))  # type: ignore[attr-defined]
 
 
+def normal_equations(X: object, W: Array, v: Array) -> tuple[Factorization, Array]:
+    """The factored X'WX and X'v: in one pass over X when the design offers it."""
+    own = getattr(X, "factorize", None)
+    both = getattr(X, "gram_rmatvec", None)
+    if own is None and both is not None:
+        G, rhs = both(W, v)
+        return factorize(G), rhs
+    return factorize_design(X, W), X.rmatvec(v)  # type: ignore[attr-defined]
+
+
 def factorize(G: Array, tol: float = RANK_TOL) -> Factorization:
     """Factor G = X'WX, dropping columns that are (numerically) combinations of earlier ones."""
     p = G.shape[0]

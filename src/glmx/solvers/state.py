@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,9 +35,14 @@ class IRLSInputs:
     tol: float = 1e-10
     max_iter: int = 100
 
-    @property
+    @cached_property
     def total_weights(self) -> Array:
         return self.weights * self.freq_weights
+
+    @cached_property
+    def deviance(self) -> Callable[[Array], float]:
+        """mu -> total deviance (the family's, prepared once for this y)."""
+        return self.family.deviance_function(self.y, self.total_weights)
 
 
 @dataclass

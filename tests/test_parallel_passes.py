@@ -1,0 +1,79 @@
+"""Row-parallel passes over a dense design give the serial results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import glmx
+from glmx.design import parallel
+from glmx.design.matrix import DenseDesign
+from glmx.families import binomial
+
+
+@pytest.fixture
+def wide():
+    rng = np.random.default_rng(3)
+    n, p = 60_000, 40  # n * p above parallel.MIN_PARALLEL_ELEMENTS
+    X = rng.normal(size=(n, p))
+    return X, rng.random(n), rng.normal(size=n)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_gram_and_rmatvec_in_threads_equal_the_direct_products(wide, order, monkeypatch):
+    X, w, v = wide
+    monkeypatch.setenv("GLMX_NUM_THREADS", "3")
+    assert len(parallel.row_slices(X.shape[0], X.shape[1])) == 3
+    D = DenseDesign(np.asarray(X, order=order))
+    G, rhs = D.gram_rmatvec(w, v)
+    G0 = X.T @ (X * w[:, None])
+    np.testing.assert_allclose(G, G0, rtol=1e-12, atol=1e-9 * np.abs(G0).max())
+    np.testing.assert_array_equal(G, G.T)
+    np.testing.assert_allclose(rhs, X.T @ v, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(D.gram(w), G, rtol=1e-15)
+
+
+def test_thread_count_does_not_change_a_fit(wide, monkeypatch):
+    X, _, _ = wide
+    rng = np.random.default_rng(5)
+    y = rng.poisson(np.exp(0.05 * X[:, :5].sum(axis=1))).astype(float)
+    monkeypatch.setenv("GLMX_NUM_THREADS", "1")
+    one = glmx.glm_fit(X, y, family="poisson")
+    monkeypatch.setenv("GLMX_NUM_THREADS", "2")
+    two = glmx.glm_fit(X, y, family="poisson")
+    np.testing.assert_allclose(two.coef, one.coef, rtol=1e-10)
+    np.testing.assert_allclose(two.se, one.se, rtol=1e-10)
+
+
+def test_row_slices_cover_the_rows_once_on_block_boundaries(monkeypatch):
+    monkeypatch.setenv("GLMX_NUM_THREADS", "4")
+    slices = parallel.row_slices(1_000_003, 10, align=4096)
+    assert slices[0][0] == 0 and slices[-1][1] == 1_000_003
+    assert all(a[1] == b[0] for a, b in zip(slices, slices[1:]))
+    assert all(lo % 4096 == 0 for lo, _ in slices)
+    assert parallel.row_slices(1000, 10) == [(0, 1000)]  # too small to split
+    monkeypatch.setenv("GLMX_NUM_THREADS", "1")
+    assert parallel.row_slices(10**7, 50) == [(0, 10**7)]
+
+
+def test_blas_threads_are_restored_after_a_pass(wide, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [i["num_threads"] for i in threadpoolctl.threadpool_info()]
+    X, w, _ = wide
+    monkeypatch.setenv("GLMX_NUM_THREADS", "2")
+    DenseDesign(X).gram(w)
+    assert [i["num_threads"] for i in threadpoolctl.threadpool_info()] == before
+
+
+def test_binary_response_deviance_shortcut_equals_the_unit_deviances():
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 2, size=1000).astype(float)
+    mu = rng.uniform(1e-12, 1 - 1e-9, size=1000)
+    w = rng.uniform(0.5, 2.0, size=1000)
+    fam = binomial()
+    exact = float(np.sum(w * fam.unit_deviance(y, mu)))
+    assert fam.deviance_function(y, w)(mu) == pytest.approx(exact, rel=1e-13)
+    # a proportion response takes the general formula
+    yp = np.where(y > 0, 0.5, 0.25)
+    general = float(np.sum(w * fam.unit_deviance(yp, mu)))
+    assert fam.deviance_function(yp, w)(mu) == pytest.approx(general, rel=1e-15)
