@@ -82,8 +82,8 @@ class DenseDesign:
         sw = np.sqrt(w)
         slices = row_slices(n, p, align=self._block)
         parts = map_slices(lambda lo, hi: self._gram_part(sw, v, lo, hi), slices)
-        c = sum((part[0] for part in parts[1:]), parts[0][0])
-        rhs = None if v is None else sum((part[1] for part in parts[1:]), parts[0][1])
+        c = np.sum([part[0] for part in parts], axis=0)
+        rhs = None if v is None else np.sum([part[1] for part in parts], axis=0)
         return (c + c.T) / 2.0, rhs
 
     def _gram_part(
