@@ -83,7 +83,7 @@ class DenseDesign:
         slices = row_slices(n, p, align=self._block)
         parts = map_slices(lambda lo, hi: self._gram_part(sw, v, lo, hi), slices)
         c = np.sum([part[0] for part in parts], axis=0)
-        rhs = None if v is None else np.sum([part[1] for part in parts], axis=0)
+        rhs = None if v is None else np.sum([part[1] for part in parts], axis=0)  # type: ignore[arg-type]
         return (c + c.T) / 2.0, rhs
 
     def _gram_part(
