@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,7 @@ def glm(
     return _fit(
         mf.X, mf.y, fam, w, mf.freq_weights, mf.offset, start, tol, max_iter,
         has_intercept=has_icpt, n_dropped=mf.n_dropped, terms=mf.terms, call=call,
-        response_name=mf.terms.response, rows=list(mf.row_index),
+        response_name=mf.terms.response, rows=mf.row_index,
         options=FitOptions(method, cov_type, mf.cluster),
     )  # fmt: skip
 
@@ -276,12 +277,12 @@ def _fit(
     terms: Any,
     call: str,
     response_name: str,
-    rows: list[object] | None = None,
+    rows: Sequence[object] | None = None,  # the data's row labels (a pandas Index)
     options: FitOptions | None = None,
 ) -> GLMResults:
     n, p = X.shape
     options = options or FitOptions()
-    labels = None if rows is None else np.asarray(rows, dtype=object)
+    labels = None if rows is None else np.asarray(rows)
     options.check(fam, n)
     w, f, off = _validated(n, weights, freq_weights, offset, y, response_name)
     if isinstance(fam, Binomial):
