@@ -24,3 +24,31 @@ def test_warm_started_fit_equals_fully_converged_fit(family, monkeypatch):
     np.testing.assert_allclose(warm.se, exact.se, rtol=1e-5)
     assert warm.deviance == pytest.approx(exact.deviance, rel=1e-12)
     assert warm.n_iter <= exact.n_iter
+
+
+def test_warm_start_of_a_many_level_factor_refines_its_levels(monkeypatch):
+    import pandas as pd
+
+    rng = np.random.default_rng(12)
+    n, levels = warmstart.WARM_START_MIN_ROWS + 10_000, 400
+    g = rng.integers(0, levels, n)
+    df = pd.DataFrame({"x": rng.normal(size=n), "g": [f"L{i:03d}" for i in g]})
+    df["y"] = rng.poisson(np.exp(0.3 + 0.2 * df["x"] + rng.normal(0, 0.5, levels)[g]))
+    warm = glmx.glm("y ~ x + g", df, family="poisson")
+    assert warm._fit.X.__class__.__name__ == "CategoricalDesign"
+    monkeypatch.setattr(warmstart, "WARM_START_MIN_ROWS", 10**12)
+    exact = glmx.glm("y ~ x + g", df, family="poisson", tol=1e-15, max_iter=200)
+    np.testing.assert_allclose(warm.coef, exact.coef, rtol=1e-8, atol=1e-10)
+    assert warm.deviance == pytest.approx(exact.deviance, rel=1e-12)
+    # the level refinement makes the first full step small: Newton then needs three
+    assert warm.n_iter <= 3 < exact.n_iter
+
+
+def test_canonical_links_are_recognized():
+    from glmx import families
+
+    assert families.poisson().canonical and families.binomial().canonical
+    assert families.gaussian().canonical and families.inverse_gaussian().canonical
+    assert not families.gamma(link="log").canonical
+    assert not families.binomial(link="probit").canonical
+    assert not families.negative_binomial(theta=2.0).canonical

@@ -100,7 +100,7 @@ class CategoricalDesign:
 
     def gram(self, w: Array) -> Array:
         """X'WX as a dense p x p matrix (for fallbacks; the solver uses factorize)."""
-        Gd, B, c = self._gram_blocks(w)
+        Gd, B, c, _ = self._gram_blocks(w)
         d, blk = self.dense_positions, self.block
         G = np.zeros(self.shape[1:] * 2)
         G[np.ix_(d, d)] = Gd
@@ -193,7 +193,24 @@ class CategoricalDesign:
 
     def factorize(self, W: Array) -> CategoricalFactorization:
         """Factor X'WX through the Schur complement of the diagonal block."""
-        return _factorize(self, W)
+        return _factorize(self, *self._gram_blocks(W)[:3])
+
+    def factorize_rmatvec(self, W: Array, v: Array) -> tuple[CategoricalFactorization, Array]:
+        """The factored X'WX and X'v, with D'v taken in the pass that forms D'WD."""
+        Gd, B, c, Dv = self._gram_blocks(W, v)
+        rhs = np.empty(self.shape[1])
+        rhs[self.dense_positions] = Dv
+        rhs[self.block] = self._level_sums(v)
+        return _factorize(self, Gd, B, c), rhs
+
+    def level_newton_step(self, W: Array, r: Array) -> Array:
+        """(C'WC)^{-1} C'W r: the levels' weighted least-squares step with the other
+        columns fixed (C'WC is diagonal); 0 for a level without weight."""
+        wv = W if self.values is None else W * self.values
+        c = self._level_sums(wv)
+        s = self._level_sums(W * r)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(c > 0, s / c, 0.0)
 
     # --- the blocks of X'WX ----------------------------------------------------------------
     def _level_sums(self, r: Array) -> Array:
@@ -202,8 +219,10 @@ class CategoricalDesign:
         sums = np.bincount(self.codes, weights=wts, minlength=self.n_columns + 1)
         return np.asarray(sums[:-1], dtype=np.float64)
 
-    def _gram_blocks(self, w: Array) -> tuple[Array, Array, Array]:
-        """D'WD (q x q), B = D'WC (q x m) and c = diag(C'WC) (m)."""
+    def _gram_blocks(
+        self, w: Array, v: Array | None = None
+    ) -> tuple[Array, Array, Array, Array | None]:
+        """D'WD (q x q), B = D'WC (q x m), c = diag(C'WC) (m) and D'v (when v is given)."""
         wv = w if self.values is None else w * self.values
         c = self._level_sums(wv)
         # B' = C'WD: a CSC matrix with one entry w_i v_i per row i (column i) in row code_i;
@@ -211,7 +230,8 @@ class CategoricalDesign:
         n = self.shape[0]
         ct = sp.csc_matrix((wv, self.codes, self._indptr), shape=(self.n_columns + 1, n))
         Bt = np.asarray(ct @ self.dense.X)[:-1]
-        return self.dense.gram(w), Bt.T, c
+        Gd, Dv = self.dense.gram_rmatvec(w, v)
+        return Gd, Bt.T, c, Dv
 
 
 @dataclass(frozen=True)
@@ -298,8 +318,9 @@ class CategoricalFactorization:
         return linalg.cho_solve((self.R, False), y / self.sd) / self.sd
 
 
-def _factorize(X: CategoricalDesign, W: Array, tol: float = RANK_TOL) -> CategoricalFactorization:
-    Gd, B, c = X._gram_blocks(W)
+def _factorize(
+    X: CategoricalDesign, Gd: Array, B: Array, c: Array, tol: float = RANK_TOL
+) -> CategoricalFactorization:
     pos = X.dense_positions
     q, m = B.shape
     pre = pos < X.start

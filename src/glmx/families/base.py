@@ -40,6 +40,8 @@ class Family:
                         binomial): z tests; otherwise it is estimated and tests are t.
     ``n_scale_params``  parameters beyond the coefficients counted in AIC/BIC (R counts
                         the scale of gaussian, Gamma and inverse gaussian).
+    ``canonical_link``  the link for which Fisher scoring is Newton's method (None when
+                        it depends on a parameter or the family has none).
     """
 
     name: str = "family"
@@ -48,6 +50,12 @@ class Family:
     fixed_dispersion: bool = False
     n_scale_params: int = 0
     is_quasi: bool = False
+    canonical_link: str | None = None
+
+    @property
+    def canonical(self) -> bool:
+        """Whether the link is the family's canonical one (IRLS converges quadratically)."""
+        return self.canonical_link is not None and self.link.name == self.canonical_link
 
     def __init__(self, link: str | Link | None = None) -> None:
         self.link = get_link(self.default_link if link is None else link)

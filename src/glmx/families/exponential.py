@@ -24,9 +24,17 @@ def kl_poisson(y: Array, mu: Array) -> Array:
     observations fitted almost exactly are not rounding noise of size sqrt(eps y)."""
     y, mu = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(mu, dtype=float))
     diff = y - mu
+    # in place where possible: fresh n-vectors cost page faults as well as the arithmetic
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = special.xlogy(y, y / mu) - diff  # xlogy(0, .) = 0
-    small = np.flatnonzero(np.abs(diff) < _SERIES_R * np.abs(mu))
+        # y log(y/mu) with 0 log 0 = 0 (as scipy's xlogy, which is ten times slower)
+        out = np.divide(y, mu, out=np.empty(y.shape))
+        out += y == 0.0  # log(1) = 0 where y = 0
+        np.log(out, out=out)
+        out *= y
+        out -= diff
+        r = np.divide(diff, mu, out=np.empty(y.shape))
+        np.abs(r, out=r)
+    small = np.flatnonzero(r < _SERIES_R)
     if small.size:
         rs = diff[small] / mu[small]
         series = rs**2 * (
@@ -54,6 +62,7 @@ def kl_gamma(y: Array, mu: Array) -> Array:
 class Gaussian(Family):
     name = "gaussian"
     default_link = "identity"
+    canonical_link = "identity"
     allowed_links = ("inverse", "log", "identity")
     n_scale_params = 1
 
@@ -88,6 +97,7 @@ class Binomial(Family):
 
     name = "binomial"
     default_link = "logit"
+    canonical_link = "logit"
     allowed_links = ("logit", "probit", "cloglog", "cauchit", "log", "loglog")
     fixed_dispersion = True
     warn_noninteger = True  # R warns of non-integer successes for binomial, not quasi
@@ -161,6 +171,7 @@ def positive(y: Array) -> tuple[NDArray[np.bool_], str]:
 class Poisson(Family):
     name = "poisson"
     default_link = "log"
+    canonical_link = "log"
     allowed_links = ("log", "identity", "sqrt")
     fixed_dispersion = True
     warn_noninteger = True
@@ -203,6 +214,7 @@ class Poisson(Family):
 class Gamma(Family):
     name = "Gamma"
     default_link = "inverse"
+    canonical_link = "inverse"
     allowed_links = ("inverse", "identity", "log")
     n_scale_params = 1
 
@@ -237,6 +249,7 @@ class Gamma(Family):
 class InverseGaussian(Family):
     name = "inverse.gaussian"
     default_link = "inverse_squared"
+    canonical_link = "inverse_squared"
     allowed_links = ("inverse_squared", "inverse", "identity", "log")
     n_scale_params = 1
 

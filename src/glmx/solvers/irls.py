@@ -85,7 +85,7 @@ def _start(inp: IRLSInputs) -> tuple[tuple[Array | None, Array, Array], bool]:
 
 
 # A warm-started fit needs fewer steps than R's, so with a linearly converging link
-# (Fisher scoring) it can meet R's deviance criterion while the estimates still move at
+# (Fisher scoring with a non-canonical link) it can meet R's deviance criterion while the estimates still move at
 # the 1e-8 level: it then takes up to this many more steps, until they stop moving.
 EXTRA_WARM_STEPS = 3
 WARM_COEF_TOL = 1e-7
@@ -127,6 +127,7 @@ def irls(inp: IRLSInputs) -> IRLSResult:
         if abs(dev - dev_old) / (abs(dev) + 0.1) < inp.tol:
             moving = (
                 warm
+                and not inp.family.canonical  # Newton's method: no slow tail
                 and coef_old is not None
                 and np.any(np.abs(beta - coef_old) > WARM_COEF_TOL * (np.abs(beta) + 1e-3))
             )

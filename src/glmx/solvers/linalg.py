@@ -114,6 +114,9 @@ def factorize_design(X: object, W: Array) -> Factorization:
 
 def normal_equations(X: object, W: Array, v: Array) -> tuple[Factorization, Array]:
     """The factored X'WX and X'v: in one pass over X when the design offers it."""
+    structured = getattr(X, "factorize_rmatvec", None)
+    if structured is not None:
+        return structured(W, v)  # type: ignore[no-any-return]
     own = getattr(X, "factorize", None)
     both = getattr(X, "gram_rmatvec", None)
     if own is None and both is not None:

@@ -61,4 +61,25 @@ def subsample_start(inp: IRLSInputs) -> Array | None:
         return None
     if not res.converged or res.aliased.any() or not np.all(np.isfinite(res.coef)):
         return None  # e.g. a level absent from the subsample: start as R does
-    return res.coef
+    return _refine_levels(inp, res.coef)
+
+
+def _refine_levels(inp: IRLSInputs, coef: Array) -> Array:
+    """A subsample has few rows per level of a many-level factor, so its level effects are
+    noisy: take one Newton step for them alone on all rows, the other coefficients fixed
+    (the level block of X'WX is diagonal, so this is two grouped sums)."""
+    step_for = getattr(inp.X, "level_newton_step", None)
+    if step_for is None:
+        return coef
+    from glmx.solvers.irls import working_weights_and_residuals
+
+    fam = inp.family
+    eta = inp.X.matvec(coef) + inp.offset
+    with np.errstate(all="ignore"):
+        mu = fam.link.inverse(eta)
+    if not (fam.link.valid_eta(eta) and fam.valid_mu(mu)):
+        return coef
+    W, r = working_weights_and_residuals(inp, eta, mu)
+    out = coef.copy()
+    out[inp.X.block] += step_for(W, r)  # type: ignore[attr-defined]
+    return out
