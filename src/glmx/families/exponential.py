@@ -117,7 +117,9 @@ class Binomial(Family):
 
         def deviance(mu: Array) -> float:
             # a 0/1 response: d = -2 log(mu) for a success, -2 log(1 - mu) for a failure
-            return -2.0 * float(weights @ np.log(np.where(success, mu, 1.0 - mu)))
+            p = np.subtract(1.0, mu)
+            np.copyto(p, mu, where=success)
+            return -2.0 * float(weights @ np.log(p, out=p))
 
         return deviance
 

@@ -101,17 +101,31 @@ class Logit(Link):
 
     def inverse(self, eta: ArrayLike) -> Array:
         # R: exp(eta) / (1 + exp(eta)) with exp(eta) clamped to [eps, 1/eps] beyond |eta| > 30
-        e = np.exp(np.clip(_arr(eta), -_LOGIT_THRESH, _LOGIT_THRESH))
-        eta = _arr(eta)
-        e = np.where(eta < -_LOGIT_THRESH, EPS, np.where(eta > _LOGIT_THRESH, 1.0 / EPS, e))
-        return e / (1.0 + e)
+        e = self._clamped_exp(eta)
+        den = e + 1.0
+        return np.divide(e, den, out=den)
 
     def mu_eta(self, eta: ArrayLike) -> Array:
         # exp(eta) / (1 + exp(eta))^2, eps beyond |eta| > 30
         eta = _arr(eta)
         e = np.exp(np.clip(eta, -_LOGIT_THRESH, _LOGIT_THRESH))
-        out = e / (1.0 + e) ** 2
-        return np.where(np.abs(eta) > _LOGIT_THRESH, EPS, out)
+        den = e + 1.0
+        den *= den
+        np.divide(e, den, out=e)
+        if e.size and np.max(np.abs(eta)) > _LOGIT_THRESH:
+            e[np.abs(eta) > _LOGIT_THRESH] = EPS
+        return e
+
+    @staticmethod
+    def _clamped_exp(eta: ArrayLike) -> Array:
+        """exp(eta) as R's logit link: eps below eta = -30, 1/eps above 30 (each step in
+        place: at a million rows a fresh temporary costs as much as the arithmetic)."""
+        eta = _arr(eta)
+        e = np.exp(np.clip(eta, -_LOGIT_THRESH, _LOGIT_THRESH))
+        if e.size and np.max(np.abs(eta)) > _LOGIT_THRESH:
+            e[eta < -_LOGIT_THRESH] = EPS
+            e[eta > _LOGIT_THRESH] = 1.0 / EPS
+        return e
 
 
 class Probit(Link):

@@ -36,12 +36,19 @@ def working_weights_and_residuals(inp: IRLSInputs, eta: Array, mu: Array) -> tup
     """W = w mu_eta^2 / V(mu) and r = (y - mu) / mu_eta; both 0 where w = 0 or mu_eta = 0."""
     fam = inp.family
     mu_eta = fam.link.mu_eta(eta)
-    var = fam.variance(mu)
     wt = inp.total_weights
-    good = (wt > 0) & (mu_eta != 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        W = np.where(good, wt * mu_eta**2 / var, 0.0)
-        r = np.where(good, (inp.y - mu) / mu_eta, 0.0)
+        W = np.multiply(mu_eta, mu_eta)
+        W *= wt
+        W /= fam.variance(mu)
+        r = np.subtract(inp.y, mu)
+        r /= mu_eta
+    bad = None if inp.all_weights_positive else wt <= 0
+    if not np.all(mu_eta):
+        bad = (mu_eta == 0) if bad is None else bad | (mu_eta == 0)
+    if bad is not None:
+        W[bad] = 0.0
+        r[bad] = 0.0
     return W, r
 
 

@@ -40,6 +40,10 @@ class IRLSInputs:
         return self.weights * self.freq_weights
 
     @cached_property
+    def all_weights_positive(self) -> bool:
+        return bool(np.all(self.total_weights > 0))
+
+    @cached_property
     def deviance(self) -> Callable[[Array], float]:
         """mu -> total deviance (the family's, prepared once for this y)."""
         return self.family.deviance_function(self.y, self.total_weights)
