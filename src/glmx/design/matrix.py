@@ -64,11 +64,27 @@ class DenseDesign:
         )
         self._block = max(256, _TARGET_BLOCK_BYTES // (8 * max(1, self.shape[1])))
 
+    # Products in the same row-parallel threads as the Gram (not BLAS's own threads:
+    # those spin for a while after a call and would take the cores from the next Gram)
     def matvec(self, b: Array) -> Array:
-        return self.X @ b  # BLAS gemv: threaded and memory-bound already
+        n = self.shape[0]
+        slices = row_slices(n, self.shape[1])
+        if len(slices) == 1:
+            return self.X @ b
+        out = np.empty(n)
+
+        def part(lo: int, hi: int) -> None:
+            np.matmul(self.X[lo:hi], b, out=out[lo:hi])
+
+        map_slices(part, slices)
+        return out
 
     def rmatvec(self, r: Array) -> Array:
-        return self.X.T @ r
+        slices = row_slices(self.shape[0], self.shape[1])
+        if len(slices) == 1:
+            return self.X.T @ r
+        parts = map_slices(lambda lo, hi: self.X[lo:hi].T @ r[lo:hi], slices)
+        return np.sum(parts, axis=0)  # type: ignore[no-any-return]
 
     def gram(self, w: Array) -> Array:
         return self.gram_rmatvec(w, None)[0]
