@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from glmx.design.formula import build_model_frame
 from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign, as_design
+from glmx.design.parallel import single_threaded_blas
 from glmx.errors import BoundaryWarning, DataError, FamilyError, SeparationWarning
 from glmx.families import Family, get_family
 from glmx.families.exponential import Binomial, Poisson
@@ -311,7 +312,7 @@ def _fit(
         max_iter=max_iter,
     )
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, single_threaded_blas():
         warnings.simplefilter("always")
         theta_se = None
         if isinstance(fam, NegativeBinomial):

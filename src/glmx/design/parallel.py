@@ -85,6 +85,12 @@ class _SingleThreadedBlas:
 _single_threaded_blas = _SingleThreadedBlas()
 
 
+def single_threaded_blas() -> _SingleThreadedBlas:
+    """Context holding BLAS to one thread; a whole fit runs inside it, because BLAS's
+    threads spin for a while after each call and would take the cores from the passes."""
+    return _single_threaded_blas
+
+
 def map_slices(fn: Callable[[int, int], T], slices: Sequence[tuple[int, int]]) -> list[T]:
     """fn(lo, hi) for each slice, in parallel when there are several; results in order."""
     if len(slices) == 1:
