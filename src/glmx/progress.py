@@ -60,6 +60,10 @@ class Progress:
         self._width = len(line)
         self.shown = True
 
+    def __call__(self, step: int, deviance: float) -> None:
+        """An optimizer's callback: the step and the current deviance."""
+        self.update(step, deviance=deviance)
+
     def close(self) -> None:
         if self.shown:
             self.stream.write("\n")

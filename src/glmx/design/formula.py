@@ -332,13 +332,24 @@ def _cluster_labels(cluster: Any, df: pd.DataFrame) -> NDArray[Any] | None:
 def _drop_unused_levels(df: pd.DataFrame, used: set[str]) -> pd.DataFrame:
     """R's model.frame(drop.unused.levels = TRUE): categories absent from the rows used
     are dropped, so a factor with one level left is caught and no column is all zero."""
-    cols = [c for c in df.columns if c in used and isinstance(df[c].dtype, pd.CategoricalDtype)]
+    cols = [
+        c
+        for c in df.columns
+        if c in used and isinstance(df[c].dtype, pd.CategoricalDtype) and _has_unused(df[c])
+    ]
     if not cols:
         return df
-    out = df.copy()
+    out = df.copy(deep=False)  # only the factor columns change: no copy of the others
     for c in cols:
         out[c] = out[c].cat.remove_unused_categories()
     return out
+
+
+def _has_unused(col: pd.Series) -> bool:
+    """Whether some category of a categorical column has no row."""
+    codes = np.asarray(col.cat.codes)
+    k = len(col.cat.categories)
+    return bool(k and (np.bincount(codes[codes >= 0], minlength=k) == 0).any())
 
 
 def _check_finite(X: Array, names: list[str], index: pd.Index) -> None:
