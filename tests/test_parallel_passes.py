@@ -77,3 +77,38 @@ def test_binary_response_deviance_shortcut_equals_the_unit_deviances():
     yp = np.where(y > 0, 0.5, 0.25)
     general = float(np.sum(w * fam.unit_deviance(yp, mu)))
     assert fam.deviance_function(yp, w)(mu) == pytest.approx(general, rel=1e-15)
+
+
+def test_blockwise_irls_quantities_equal_the_whole_column_formulas(monkeypatch):
+    from glmx.families import gamma
+    from glmx.solvers.elementwise import (
+        BLOCK_ROWS,
+        fitted_and_deviance,
+        working_weights_and_residuals,
+    )
+    from glmx.solvers.state import IRLSInputs
+
+    rng = np.random.default_rng(4)
+    n = 3 * BLOCK_ROWS + 123
+    eta = rng.normal(0.5, 0.3, n)
+    y = rng.gamma(2.0, np.exp(eta) / 2.0)
+    w = rng.uniform(0.0, 2.0, n)
+    w[:10] = 0.0  # zero prior weights: no working weight, no residual
+    fam = gamma(link="log")
+    inp = IRLSInputs(
+        X=DenseDesign(np.ones((n, 1))), y=y, weights=w, freq_weights=np.ones(n),
+        offset=np.zeros(n), family=fam,
+    )  # fmt: skip
+    for threads in ("1", "3"):
+        monkeypatch.setenv("GLMX_NUM_THREADS", threads)
+        mu, dev, valid = fitted_and_deviance(inp, eta)
+        np.testing.assert_array_equal(mu, np.exp(eta))
+        assert valid
+        assert dev == pytest.approx(fam.deviance(y, mu, w), rel=1e-13)
+        W, r = working_weights_and_residuals(inp, eta, mu)
+        np.testing.assert_allclose(W, w * mu**2 / mu**2, rtol=1e-14)
+        np.testing.assert_allclose(r[10:], ((y - mu) / mu)[10:], rtol=1e-14)
+        assert not r[:10].any() and not W[:10].any()
+    bad = eta.copy()
+    bad[5] = np.nan  # an undefined mean is outside the family's range
+    assert not fitted_and_deviance(inp, bad)[2]

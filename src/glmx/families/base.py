@@ -28,6 +28,9 @@ from glmx.families.links import Link, get_link
 Array = NDArray[np.float64]
 
 
+DevianceFunction = Callable[..., float]
+
+
 class Family:
     """Base class of GLM families.
 
@@ -87,10 +90,15 @@ class Family:
         """Total deviance, sum of weights * d(y, mu); ``weights`` include frequencies."""
         return float(np.sum(self.deviance_residuals_sq(y, mu, weights)))
 
-    def deviance_function(self, y: Array, weights: Array) -> Callable[[Array], float]:
-        """mu -> the total deviance for this y and these weights (IRLS evaluates it at
-        every step); a family may prepare what depends on y alone once."""
-        return lambda mu: self.deviance(y, mu, weights)
+    def deviance_function(self, y: Array, weights: Array) -> DevianceFunction:
+        """(mu, lo, hi) -> the deviance of rows lo:hi (all rows by default) for this y and
+        these weights, mu being those rows' means (IRLS evaluates it at every step, block
+        by block); a family may prepare what depends on y alone once."""
+
+        def deviance(mu: Array, lo: int = 0, hi: int | None = None) -> float:
+            return self.deviance(y[lo:hi], mu, weights[lo:hi])
+
+        return deviance
 
     def loglik(
         self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float

@@ -4,14 +4,13 @@ Gamma and inverse gaussian.  Formulas are R's ``family`` objects, term by term."
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
 from glmx.errors import DataError, DataWarning
-from glmx.families.base import Array, Family
+from glmx.families.base import Array, DevianceFunction, Family
 
 _SERIES_R = 1e-2  # below this |r| the series below are exact to rounding
 
@@ -110,16 +109,16 @@ class Binomial(Family):
         # Poisson-like pieces cancel, so each can be taken in its stable form
         return 2.0 * (kl_poisson(y, mu) + kl_poisson(1.0 - y, 1.0 - mu))
 
-    def deviance_function(self, y: Array, weights: Array) -> Callable[[Array], float]:
+    def deviance_function(self, y: Array, weights: Array) -> DevianceFunction:
         if not np.all((y == 0.0) | (y == 1.0)):
             return super().deviance_function(y, weights)
         success = y == 1.0
 
-        def deviance(mu: Array) -> float:
+        def deviance(mu: Array, lo: int = 0, hi: int | None = None) -> float:
             # a 0/1 response: d = -2 log(mu) for a success, -2 log(1 - mu) for a failure
             p = np.subtract(1.0, mu)
-            np.copyto(p, mu, where=success)
-            return -2.0 * float(weights @ np.log(p, out=p))
+            np.copyto(p, mu, where=success[lo:hi])
+            return -2.0 * float(weights[lo:hi] @ np.log(p, out=p))
 
         return deviance
 

@@ -27,7 +27,8 @@ from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign
 from glmx.errors import ConvergenceError, FamilyError, GlmxWarning
 from glmx.families.negbin import NegativeBinomial
 from glmx.inference.compare import check_comparable, estimated_theta
-from glmx.solvers.irls import irls, working_weights_and_residuals
+from glmx.solvers.elementwise import working_weights_and_residuals
+from glmx.solvers.irls import irls
 from glmx.solvers.linalg import factorize
 from glmx.solvers.state import Array, IRLSInputs
 

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from glmx.errors import BoundaryWarning, ConvergenceError, ConvergenceWarning
+from glmx.solvers.elementwise import fitted_and_deviance, working_weights_and_residuals
 from glmx.solvers.linalg import (
     EigenFactorization,
     Factorization,
@@ -30,26 +31,6 @@ from glmx.solvers.state import Array, FitLog, IRLSInputs, IRLSResult
 from glmx.solvers.warmstart import subsample_start
 
 MAX_HALVINGS = 60
-
-
-def working_weights_and_residuals(inp: IRLSInputs, eta: Array, mu: Array) -> tuple[Array, Array]:
-    """W = w mu_eta^2 / V(mu) and r = (y - mu) / mu_eta; both 0 where w = 0 or mu_eta = 0."""
-    fam = inp.family
-    mu_eta = fam.link.mu_eta(eta)
-    wt = inp.total_weights
-    with np.errstate(divide="ignore", invalid="ignore"):
-        W = np.multiply(mu_eta, mu_eta)
-        W *= wt
-        W /= fam.variance(mu)
-        r = np.subtract(inp.y, mu)
-        r /= mu_eta
-    bad = None if inp.all_weights_positive else wt <= 0
-    if not np.all(mu_eta):
-        bad = (mu_eta == 0) if bad is None else bad | (mu_eta == 0)
-    if bad is not None:
-        W[bad] = 0.0
-        r[bad] = 0.0
-    return W, r
 
 
 def _valid(inp: IRLSInputs, eta: Array, mu: Array) -> bool:
@@ -92,8 +73,9 @@ def _start(inp: IRLSInputs) -> tuple[tuple[Array | None, Array, Array], bool]:
 
 
 # A warm-started fit needs fewer steps than R's, so with a linearly converging link
-# (Fisher scoring with a non-canonical link) it can meet R's deviance criterion while the estimates still move at
-# the 1e-8 level: it then takes up to this many more steps, until they stop moving.
+# (Fisher scoring with a non-canonical link) it can meet R's deviance criterion while the
+# estimates still move at the 1e-8 level: it then takes up to this many more steps, until
+# they stop moving.
 EXTRA_WARM_STEPS = 3
 WARM_COEF_TOL = 1e-7
 
@@ -183,16 +165,13 @@ def _step(
     eta/mu are invalid, or the deviance went up.  Returns the accepted beta, eta, mu,
     deviance, the number of halvings and whether halving was needed for validity (R's
     boundary)."""
-    fam = inp.family
     beta = beta_new
     halvings = 0
     boundary = False
     while True:
         eta = inp.X.matvec(beta) + inp.offset
-        with np.errstate(all="ignore"):
-            mu = fam.link.inverse(eta)
-            dev = inp.deviance(mu)
-        bad = not np.isfinite(dev) or not _valid(inp, eta, mu)
+        mu, dev, valid = fitted_and_deviance(inp, eta)
+        bad = not np.isfinite(dev) or not valid
         worse = not bad and coef_old is not None and dev - dev_old > 1e-12 * (abs(dev_old) + 0.1)
         if not (bad or worse):
             break
@@ -209,8 +188,7 @@ def _step(
                 )
             beta = coef_old  # no decrease possible: stay put, which signals convergence
             eta = inp.X.matvec(beta) + inp.offset
-            mu = fam.link.inverse(eta)
-            dev = inp.deviance(mu)
+            mu, dev, _ = fitted_and_deviance(inp, eta)
             break
         boundary |= bad
         beta = (beta + coef_old) / 2.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -10,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from glmx.design.matrix import DesignMatrix
-from glmx.families.base import Family
+from glmx.families.base import DevianceFunction, Family
 
 Array = NDArray[np.float64]
 
@@ -44,8 +43,9 @@ class IRLSInputs:
         return bool(np.all(self.total_weights > 0))
 
     @cached_property
-    def deviance(self) -> Callable[[Array], float]:
-        """mu -> total deviance (the family's, prepared once for this y)."""
+    def deviance(self) -> DevianceFunction:
+        """(mu, lo=0, hi=None) -> the deviance of rows lo:hi (the family's, prepared once
+        for this y)."""
         return self.family.deviance_function(self.y, self.total_weights)
 
 

@@ -71,7 +71,7 @@ def _refine_levels(inp: IRLSInputs, coef: Array) -> Array:
     step_for = getattr(inp.X, "level_newton_step", None)
     if step_for is None:
         return coef
-    from glmx.solvers.irls import working_weights_and_residuals
+    from glmx.solvers.elementwise import working_weights_and_residuals
 
     fam = inp.family
     eta = inp.X.matvec(coef) + inp.offset
