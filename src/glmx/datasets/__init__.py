@@ -3,7 +3,9 @@
 ``load(name)`` returns a pandas DataFrame with factor columns as categoricals in R's
 level order.  Available: dobson (Dobson 1990 counts), budworm (Collett's budworm
 mortality), quine (school absences, MASS), clotting (McCullagh & Nelder blood
-clotting times), insurance (car insurance claims, MASS Insurance), mtcars.
+clotting times), insurance (car insurance claims, MASS Insurance), mtcars, and for mixed
+models sleepstudy (reaction times under sleep deprivation, lme4) and cbpp (contagious
+bovine pleuropneumonia incidence by herd, lme4; ``prop`` = incidence / size).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from importlib import resources
 
 import pandas as pd
 
-NAMES = ("dobson", "budworm", "quine", "clotting", "insurance", "mtcars")
+NAMES = (
+    "dobson", "budworm", "quine", "clotting", "insurance", "mtcars", "sleepstudy", "cbpp",
+)  # fmt: skip
 
 
 def load(name: str) -> pd.DataFrame:

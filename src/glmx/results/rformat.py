@@ -105,13 +105,13 @@ def signif_stars(p: ArrayLike) -> list[str]:
     return [s.ljust(width) for s in out]
 
 
-def align(rows: list[list[str]], left_first: bool = True) -> list[str]:
-    """Right-align columns (the first left-aligned), separated by single spaces."""
+def align(rows: list[list[str]], left_first: bool = True, n_left: int = 1) -> list[str]:
+    """Right-align columns (the first ``n_left`` left-aligned), separated by single spaces."""
     widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
     lines = []
     for r in rows:
         cells = [
-            r[j].ljust(widths[j]) if (j == 0 and left_first) else r[j].rjust(widths[j])
+            r[j].ljust(widths[j]) if (j < n_left and left_first) else r[j].rjust(widths[j])
             for j in range(len(r))
         ]
         lines.append(" ".join(cells))
