@@ -36,6 +36,7 @@ def test_pages_exist():
         "choosing-a-model.md",
         "families.md",
         "diagnostics.md",
+        "mixed-models.md",
     }
 
 
@@ -119,9 +120,25 @@ def check_diagnostics(ns: dict, tmp_path: Path) -> None:
     assert ns["im"].shape[0] == 146
 
 
+def check_mixed(ns: dict, tmp_path: Path) -> None:
+    # lme4: lmer(Reaction ~ Days + (Days | Subject), sleepstudy); glmer(cbpp) Laplace
+    lmm = ns["lmm"]
+    assert lmm.reml_criterion == pytest.approx(1743.628272, abs=1e-4)
+    np.testing.assert_allclose(lmm.coef, [251.405105, 10.467286], rtol=1e-6)
+    np.testing.assert_allclose(lmm.se, [6.824597, 1.545790], rtol=1e-4)
+    np.testing.assert_allclose(ns["subject_sd"], [24.740658, 5.922138], rtol=1e-4)
+    assert ns["residual_sd"] == pytest.approx(25.591796, rel=1e-4)
+    assert ns["table"]["chisq"].iloc[1] == pytest.approx(42.1393, abs=1e-3)
+    assert list(ns["table"]["df"].iloc[1:]) == [2]
+    assert ns["laplace"].loglik == pytest.approx(-92.0265664, abs=1e-3)
+    assert ns["agq"].loglik == pytest.approx(-91.9833690, abs=1e-3)  # the exact integral
+    assert ns["laplace"].varcorr["sdcor"].iloc[0] == pytest.approx(0.642064, rel=1e-2)
+
+
 CHECKS = {
     "index.md": check_index,
     "choosing-a-model.md": check_choosing,
     "families.md": check_families,
     "diagnostics.md": check_diagnostics,
+    "mixed-models.md": check_mixed,
 }

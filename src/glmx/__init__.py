@@ -4,6 +4,8 @@ Public API: :func:`glm`, :func:`glm_fit`, the error and warning classes, and the
 ``families`` and ``links`` modules.
 """
 
+from typing import Any
+
 from glmx import datasets, families
 from glmx.errors import (
     BoundaryWarning,
@@ -19,12 +21,23 @@ from glmx.errors import (
 )
 from glmx.families import links
 from glmx.fitting import glm, glm_fit
+from glmx.mixed.api import glmm
 from glmx.results.glm import GLMResults
+from glmx.results.mixed import MixedResults
 
 
-def anova(*fits: GLMResults, test: str | None = None):  # noqa: ANN201 - a DataFrame
-    """Compare nested GLMs fitted to the same rows (R's ``anova(m1, m2, ...)``): a
-    likelihood-ratio (Chisq) test, or F with the biggest model's dispersion."""
+def anova(*fits: Any, test: str | None = None):  # noqa: ANN201 - a DataFrame
+    """Compare nested models fitted to the same rows (R's ``anova(m1, m2, ...)``).
+
+    GLMs: a likelihood-ratio (Chisq) test, or F with the biggest model's dispersion.
+    Mixed models (``glmx.glmm``, possibly with the GLM without random effects): lme4's
+    likelihood-ratio tests, REML fits refitted by maximum likelihood first."""
+    from glmx.results.mixed import MixedResults
+
+    if any(isinstance(f, MixedResults) for f in fits):
+        from glmx.inference.mixed_anova import anova_mixed
+
+        return anova_mixed(*fits)
     from glmx.inference.anova import anova_models
 
     return anova_models(*fits, test=test)
@@ -48,6 +61,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "glm",
+    "glmm",
+    "MixedResults",
     "glm_fit",
     "anova",
     "compare",

@@ -1,0 +1,432 @@
+"""Fit a mixed model from an lme4 formula: the raw fit that the results layer builds on.
+
+``fit_mixed`` reads the formula and data (rows with a missing value in any column the
+fixed or random part uses are dropped), sorts the rows by the levels of the first
+random-effect term (so per-level sums are contiguous), fits an LMM (profiled deviance,
+REML by default) or a GLMM (two stages, Laplace or adaptive Gauss-Hermite), checks the
+optimum as lme4 does, and returns a :class:`MixedFit` whose row-level arrays are in the
+order of the data's rows used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from glmx.design.formula import TermState, new_design
+from glmx.design.frames import to_pandas
+from glmx.errors import DataError, FamilyError
+from glmx.families import get_family
+from glmx.families.base import Family
+from glmx.mixed.blocked import BlockedFactor, Structure
+from glmx.mixed.glmm import GeneralizedLinearMixedModel
+from glmx.mixed.lmm import LinearMixedModel
+from glmx.mixed.optimize import (
+    OptimizeResult,
+    Progress,
+    deriv12,
+    hessian_from_gradient,
+    minimize_bounded,
+)
+from glmx.mixed.pirls import PirlsResult, RowModel
+from glmx.mixed.problem import HIDDEN as _HIDDEN
+from glmx.mixed.problem import Problem, build_problem, condvar_by_group, unsort, warn_checks
+from glmx.mixed.reterms import ReTerms, r_column_name
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class MixedFit:
+    """Everything a fitted mixed model knows, in lme4's terms and order.
+
+    Row-level arrays (``fitted``, ``linear_predictor``...) follow the rows used
+    (``row_index``: their positions in the data).  ``coef`` and ``vcov`` are indexed by
+    glmx's design column names; theta, varcorr and ranef use lme4's names."""
+
+    formula: str
+    family: Family
+    reml: bool
+    nagq: int
+    coef: pd.Series
+    vcov: pd.DataFrame
+    theta: Array
+    theta_names: tuple[str, ...]
+    lower: Array
+    sigma: float
+    varcorr: pd.DataFrame
+    ranef: dict[str, pd.DataFrame]
+    ranef_condvar: dict[str, Array]
+    loglik: float
+    aic: float
+    bic: float
+    deviance: float | None  # -2 loglik; None for REML fits
+    reml_criterion: float | None
+    df: int  # parameters counted as lme4 does (beta, theta, and sigma for an LMM)
+    nobs: int
+    n_dropped: int
+    n_groups: dict[str, int]
+    singular: bool
+    converged: bool
+    n_iter: int
+    n_feval: int
+    warnings: tuple[str, ...]
+    y: Array
+    prior_weights: Array
+    offset: Array
+    fitted: Array  # mu
+    linear_predictor: Array  # X beta + offset + Z b
+    linear_predictor_fixed: Array  # X beta + offset
+    u: Array  # spherical random effects
+    b: Array  # b = Lambda u, lme4's layout
+    row_index: NDArray[np.intp]
+    fixed_terms: TermState
+    fixed_columns: tuple[str, ...]  # design columns kept (rank-deficient ones dropped)
+    coef_names_r: tuple[str, ...]  # the same as R's model.matrix names them ("(Intercept)")
+    reterms: ReTerms
+    gradient: Array | None = None
+    hessian: Array | None = None
+    # lme4's devFunOnly: theta -> deviance (LMM: ML or REML criterion), (theta, beta) ->
+    # -2 log-likelihood (GLMM); and its analytic gradient where there is one
+    deviance_function: Callable[[Array], float] | None = field(default=None, repr=False)
+    gradient_function: Callable[[Array], Array] | None = field(default=None, repr=False)
+
+    @property
+    def is_lmm(self) -> bool:
+        return self.family.name == "gaussian"
+
+
+def fit_mixed(
+    formula: str,
+    data: Any,
+    family: str | Family = "gaussian",
+    weights: Any = None,
+    offset: Any = None,
+    reml: bool | None = None,
+    nagq: int = 1,
+    start: dict[str, Any] | Array | None = None,
+    control: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> MixedFit:
+    """Fit ``formula`` (lme4 syntax) as ``lmer`` (gaussian) or ``glmer`` would.
+
+    ``reml`` defaults to True for gaussian (ignored otherwise); ``nagq`` is 1 for the
+    Laplace approximation, more for adaptive Gauss-Hermite quadrature (one scalar term),
+    0 for lme4's nAGQ = 0 fit.  ``start`` is theta (array) or a dict with ``theta`` and
+    ``beta``; ``control`` takes ``max_iter``; ``progress(iteration, deviance)`` is called
+    by the optimizer."""
+    fam = get_family(family)
+    lmm = fam.name == "gaussian"
+    if lmm and fam.link.name != "identity":
+        raise FamilyError(
+            f"a gaussian mixed model with the {fam.link.name} link is not available; "
+            "use the identity link"
+        )
+    if not isinstance(nagq, int | np.integer) or nagq < 0:
+        raise DataError(f"nagq must be a non-negative integer, got {nagq!r}")
+    control = dict(control or {})
+    max_iter = int(control.pop("max_iter", 1000))
+    if control:
+        raise DataError(f"unknown control option(s): {', '.join(sorted(control))}")
+    prob = build_problem(formula, data, fam, weights, offset, lmm)
+    if not lmm:
+        _check_nagq(prob, int(nagq))
+    theta0, beta0 = _start(start, prob)
+    dense = prob.structure.q2 + prob.X.shape[1] + 1
+    with _single_threaded_blas(dense < _THREADED_BLAS_MIN):
+        if lmm:
+            reml = True if reml is None else bool(reml)
+            return _fit_lmm(formula, prob, fam, reml, theta0, progress, max_iter)
+        return _fit_glmm(formula, prob, fam, int(nagq), theta0, beta0, progress, max_iter)
+
+
+# below this size of the dense block, BLAS threads cost more than they save: numpy and
+# scipy each bring an OpenBLAS thread pool, and on few cores they compete
+_THREADED_BLAS_MIN = 1000
+
+
+@contextmanager
+def _single_threaded_blas(active: bool) -> Iterator[None]:
+    """Limit BLAS to one thread (threadpoolctl, where installed) for small dense blocks."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        active = False
+    if not active:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _check_nagq(prob: Problem, nagq: int) -> None:
+    if nagq > 1:
+        terms = prob.reterms.terms
+        if len(terms) > 1 or terms[0].k > 1:
+            raise DataError(
+                f"nagq = {nagq} (adaptive Gauss-Hermite quadrature) needs a single scalar "
+                "random-effect term such as (1 | g); use nagq = 1 (Laplace)"
+            )
+
+
+def _start(start: Any, prob: Problem) -> tuple[Array, Array | None]:
+    rt = prob.structure.reterms
+    theta, beta = rt.theta_start, None
+    if start is None:
+        return theta, None
+    spec = start if isinstance(start, dict) else {"theta": start}
+    if spec.get("theta") is not None:
+        theta = np.asarray(spec["theta"], dtype=float).ravel()
+        if theta.size != rt.n_theta:
+            raise DataError(f"start theta needs {rt.n_theta} values, got {theta.size}")
+    if spec.get("beta") is not None:
+        beta = np.asarray(spec["beta"], dtype=float).ravel()
+        if beta.size != prob.X.shape[1]:
+            raise DataError(f"start beta needs {prob.X.shape[1]} values, got {beta.size}")
+    return np.maximum(theta, rt.lower), beta
+
+
+def _assemble(
+    formula: str,
+    prob: Problem,
+    fam: Family,
+    *,
+    reml: bool,
+    nagq: int,
+    theta: Array,
+    beta: Array,
+    u: Array,
+    sigma: float,
+    factor: BlockedFactor,
+    vcov: Array,
+    m2ll: float,
+    eta: Array,
+    mu: Array,
+    opt: OptimizeResult,
+    n_feval: int,
+    gradient: Array | None,
+    hessian: Array | None,
+    devfun: Callable[[Array], float],
+    gradfun: Callable[[Array], Array] | None = None,
+) -> MixedFit:
+    s = prob.structure
+    rt = s.reterms  # sorted rows: the same terms, levels and u layout as prob.reterms
+    n, p = prob.X.shape
+    singular, messages = warn_checks(theta, rt.lower, gradient, hessian, rt.n_theta, opt.converged)
+    b = rt.b_from_u(theta, u)
+    df = p + rt.n_theta + (1 if fam.name == "gaussian" else 0)
+    loglik = -0.5 * m2ll
+    names = prob.columns
+    return MixedFit(
+        formula=formula,
+        family=fam,
+        reml=reml,
+        nagq=nagq,
+        coef=pd.Series(beta, index=names, name="estimate"),
+        vcov=pd.DataFrame(vcov, index=names, columns=names),
+        theta=theta,
+        theta_names=rt.theta_names,
+        lower=rt.lower,
+        sigma=sigma,
+        varcorr=rt.varcorr(theta, sigma, residual=fam.name == "gaussian"),
+        ranef=rt.ranef(b),
+        ranef_condvar=condvar_by_group(rt, factor, theta, sigma),
+        loglik=loglik,
+        aic=-2.0 * loglik + 2.0 * df,
+        bic=-2.0 * loglik + np.log(n) * df,
+        deviance=None if reml else m2ll,
+        reml_criterion=m2ll if reml else None,
+        df=df,
+        nobs=n,
+        n_dropped=prob.n_dropped,
+        n_groups=rt.n_groups,
+        singular=singular,
+        converged=opt.converged,
+        n_iter=opt.n_iter,
+        n_feval=n_feval,
+        warnings=tuple(messages),
+        y=unsort(prob.y, prob.order),
+        prior_weights=unsort(prob.pw, prob.order),
+        offset=unsort(prob.offset, prob.order),
+        fitted=unsort(mu, prob.order),
+        linear_predictor=unsort(eta, prob.order),
+        linear_predictor_fixed=unsort(prob.X @ beta + prob.offset, prob.order),
+        u=u,
+        b=b,
+        row_index=prob.row_index,
+        fixed_terms=prob.fixed_terms,
+        fixed_columns=tuple(names),
+        coef_names_r=tuple(r_column_name(c) for c in names),
+        reterms=prob.reterms,
+        gradient=gradient,
+        hessian=hessian,
+        deviance_function=devfun,
+        gradient_function=gradfun,
+    )
+
+
+def _fit_lmm(
+    formula: str,
+    prob: Problem,
+    fam: Family,
+    reml: bool,
+    theta0: Array,
+    progress: Progress | None,
+    max_iter: int,
+) -> MixedFit:
+    rt = prob.structure.reterms
+    model = LinearMixedModel(prob.structure, prob.X, prob.y, prob.pw, prob.offset, reml=reml)
+    opt = minimize_bounded(model.deviance, theta0, rt.lower, progress=progress, max_iter=max_iter)
+    est = model.estimates(opt.x)
+    g, H = deriv12(model.deviance, est.theta, rt.lower)
+    eta = prob.X @ est.beta + prob.offset + prob.structure.Zt_u(est.theta, est.u)
+    return _assemble(
+        formula,
+        prob,
+        fam,
+        reml=reml,
+        nagq=1,
+        theta=est.theta,
+        beta=est.beta,
+        u=est.u,
+        sigma=est.sigma,
+        factor=est.factor,
+        vcov=est.sigma**2 * est.factor.fixed_cov_unscaled(),
+        m2ll=est.objective,
+        eta=eta,
+        mu=eta,
+        opt=opt,
+        n_feval=opt.n_feval,
+        gradient=g,
+        hessian=H,
+        devfun=model.deviance,
+    )
+
+
+def _fit_glmm(
+    formula: str,
+    prob: Problem,
+    fam: Family,
+    nagq: int,
+    theta0: Array,
+    beta0: Array | None,
+    progress: Progress | None,
+    max_iter: int,
+) -> MixedFit:
+    s = prob.structure
+    rt = s.reterms
+    rows = RowModel(fam, prob.y, prob.pw)
+    model = GeneralizedLinearMixedModel(s, prob.X, rows, prob.offset, nagq=max(nagq, 1))
+    opt_res = model.fit(
+        theta0, rt.lower, beta0, progress=progress, max_iter=max_iter, stage0_only=nagq == 0
+    )
+    theta, beta, res = opt_res.theta, opt_res.beta, opt_res.modes
+    x = np.concatenate([theta, beta])
+    lo = np.concatenate([rt.lower, np.full(beta.size, -np.inf)])
+    g: Array | None = None
+    H: Array | None = None
+    if nagq == 0:  # no derivatives at lme4's nAGQ = 0 fit: vcov from R_X, as lme4
+        pass
+    elif model.has_gradient:
+        g = model.gradient(x)
+        H = opt_res.stage1.hessian
+        if H is None:
+            H = hessian_from_gradient(model.gradient, x, lo)
+    else:
+        g, H = deriv12(model.deviance, x, lo)
+    model.modes(theta, beta)  # leave the warm start at the optimum
+    vcov = _glmm_vcov(H, rt.n_theta, s, rows, prob, theta, res)
+    opt = opt_res.stage1 if nagq > 0 else opt_res.stage0
+    return _assemble(
+        formula,
+        prob,
+        fam,
+        reml=False,
+        nagq=nagq,
+        theta=theta,
+        beta=beta,
+        u=res.u,
+        sigma=1.0,
+        factor=res.factor,
+        vcov=vcov,
+        m2ll=opt_res.deviance,
+        eta=res.eta,
+        mu=res.mu,
+        opt=opt,
+        n_feval=opt_res.stage0.n_feval + opt_res.stage1.n_feval,
+        gradient=g,
+        hessian=H,
+        devfun=model.deviance,
+        gradfun=model.gradient if model.has_gradient else None,
+    )
+
+
+def _glmm_vcov(
+    H: Array | None,
+    n_theta: int,
+    s: Structure,
+    rows: RowModel,
+    prob: Problem,
+    theta: Array,
+    res: PirlsResult,
+) -> Array:
+    """lme4's vcov.merMod: 2 (H^-1)[beta, beta] from the finite-difference Hessian of the
+    deviance over (theta, beta); (R_X'R_X)^-1 at the modes if that is not positive."""
+    try:
+        if H is None:
+            raise np.linalg.LinAlgError("no Hessian")
+        V = np.linalg.inv(H)[n_theta:, n_theta:]
+        V = V + V.T
+        if np.all(np.isfinite(V)) and np.linalg.eigvalsh(V)[0] > 0:
+            return np.asarray(V, dtype=np.float64)
+    except np.linalg.LinAlgError:
+        pass
+    _, w, _ = rows.working(res.eta)
+    DT = np.vstack([prob.X.T, np.zeros(prob.X.shape[0])])
+    return BlockedFactor(s, theta, s.gram(w, DT)).fixed_cov_unscaled()
+
+
+def predict_eta(fit: MixedFit, newdata: Any = None, re: bool = True, offset: Any = None) -> Array:
+    """Linear predictor for new data, with (``re=True``) or without the random effects;
+    levels the fit never saw (and missing grouping values) contribute zero."""
+    if newdata is None:
+        return fit.linear_predictor if re else fit.linear_predictor_fixed
+    df = to_pandas(newdata)
+    terms = fit.fixed_terms
+    if terms.offset_column is not None and terms.offset_column.startswith(_HIDDEN):
+        if offset is None:
+            raise DataError(
+                "the model was fitted with an offset array; give the offset for the new "
+                "data with offset="
+            )
+        terms = dataclasses.replace(terms, offset_column=None, offset_array=False)
+    X, off = new_design(terms, df, offset=offset)
+    X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
+    all_names = _design_names(terms, X.shape[1])
+    if all_names is not None and len(all_names) != len(fit.fixed_columns):
+        X = X[:, [all_names.index(c) for c in fit.fixed_columns]]
+    eta = X @ fit.coef.to_numpy() + off
+    if not re:
+        return np.asarray(eta)
+    rt = fit.reterms
+    for i, t in enumerate(rt.terms):
+        codes = t.new_codes(df)
+        Xt = t.new_X(df)
+        bt = fit.b[rt.u_offsets[i] : rt.u_offsets[i + 1]].reshape(t.n_levels, t.k)
+        seen = codes >= 0
+        contrib = np.zeros(len(df))
+        contrib[seen] = np.einsum("ij,ij->i", Xt[seen], bt[codes[seen]])
+        eta = eta + contrib
+    return np.asarray(eta)
+
+
+def _design_names(terms: TermState, width: int) -> list[str] | None:
+    names = getattr(terms.model_spec, "column_names", None)
+    return [str(c) for c in names] if names is not None and len(names) == width else None

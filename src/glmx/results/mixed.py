@@ -1,0 +1,252 @@
+"""A fitted mixed model (``glmx.glmm``): lme4's quantities under glmx's names.
+
+The numbers come from the core fit (``glmx.mixed.fit.MixedFit``); this class turns them
+into labelled pandas objects, predicts, refits and prints.  Differences from lme4 that a
+user may meet:
+
+- ``loglik`` is the full marginal log-likelihood for every ``nagq`` (lme4's nAGQ > 1
+  value drops the saturated model's constant), and ``deviance`` is -2 ``loglik``; lme4's
+  ``deviance()`` of a GLMM is another quantity (a conditional deviance).
+- LMM fixed effects get t statistics without p-values, as lme4 (compare models with
+  ``glmx.anova`` instead); GLMM fixed effects get Wald z tests, as lme4.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from glmx.families.base import Family
+from glmx.inference.wald import coef_table as _coef_table
+from glmx.inference.wald import wald_confint
+
+Array = NDArray[np.float64]
+
+
+class MixedResults:
+    """What ``glmx.glmm`` returns; see ``docs/mixed-models.md``."""
+
+    def __init__(self, core: Any, *, call: str, data: Any, options: dict[str, Any]) -> None:
+        self._core = core
+        self._call = call
+        self._data = data  # kept for refits (anova of REML fits), as lme4 keeps its frame
+        self._options = options
+
+    # --- fixed effects -------------------------------------------------------------------
+    @cached_property
+    def coef(self) -> pd.Series:
+        return self._core.coef.rename("estimate")  # type: ignore[no-any-return]
+
+    @property
+    def _names(self) -> list[str]:
+        return list(self._core.coef.index)
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        return self._core.vcov.copy()  # type: ignore[no-any-return]
+
+    @cached_property
+    def se(self) -> pd.Series:
+        return pd.Series(
+            np.sqrt(np.diag(self.vcov.to_numpy())), index=self._names, name="std_error"
+        )
+
+    @cached_property
+    def coef_table(self) -> pd.DataFrame:
+        """Estimate, standard error, statistic (t for LMMs, z for GLMMs) and p-value (Wald z
+        for GLMMs; NaN for LMMs, as lme4, whose t has no agreed degrees of freedom)."""
+        if self.is_lmm:
+            tab = _coef_table(self.coef, self.se, None)
+            tab["p_value"] = np.nan
+            return tab
+        return _coef_table(self.coef, self.se, None)
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """Wald intervals for the fixed effects (lme4's ``confint(method = "Wald")``)."""
+        return wald_confint(self.coef, self.se, level)
+
+    # --- variance components -------------------------------------------------------------
+    @property
+    def theta(self) -> Array:
+        """The relative covariance factor parameters in lme4's ``getME(fit, "theta")`` order."""
+        return np.array(self._core.theta, dtype=float)
+
+    @property
+    def theta_names(self) -> list[str]:
+        return list(self._core.theta_names)
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor."""
+        return self._core.varcorr.copy()  # type: ignore[no-any-return]
+
+    @property
+    def sigma(self) -> float:
+        """Residual standard deviation (1 for binomial and poisson)."""
+        return float(self._core.sigma)
+
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes: grouping factor -> DataFrame (rows: levels, columns: terms)."""
+        return {g: frame.copy() for g, frame in self._core.ranef.items()}
+
+    @cached_property
+    def ranef_condvar(self) -> dict[str, Array]:
+        """Conditional variances: grouping factor -> array (levels x terms x terms)."""
+        return {g: np.array(v, dtype=float) for g, v in self._core.ranef_condvar.items()}
+
+    @property
+    def n_groups(self) -> dict[str, int]:
+        return dict(self._core.n_groups)
+
+    @property
+    def singular(self) -> bool:
+        return bool(self._core.singular)
+
+    # --- fit statistics ------------------------------------------------------------------
+    @property
+    def family(self) -> Family:
+        return self._core.family  # type: ignore[no-any-return]
+
+    @property
+    def is_lmm(self) -> bool:
+        return self.family.name == "gaussian" and self.family.link.name == "identity"
+
+    @property
+    def reml(self) -> bool:
+        return bool(self._core.reml)
+
+    @property
+    def nagq(self) -> int:
+        return int(self._core.nagq)
+
+    @property
+    def nobs(self) -> int:
+        return int(self._core.nobs)
+
+    @property
+    def n_params(self) -> int:
+        """Parameters counted in AIC/BIC: fixed effects, theta and sigma (LMMs), as lme4."""
+        return int(self._core.df)
+
+    @property
+    def df_resid(self) -> int:
+        return self.nobs - self.n_params
+
+    @property
+    def loglik(self) -> float:
+        """The marginal log-likelihood (at the REML estimates for a REML fit, as lme4)."""
+        return float(self._core.loglik)
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + np.log(self.nobs) * self.n_params
+
+    @property
+    def deviance(self) -> float | None:
+        """-2 loglik; None for a REML fit (use ``reml_criterion``)."""
+        return None if self.reml else -2.0 * self.loglik
+
+    @property
+    def reml_criterion(self) -> float | None:
+        return float(self._core.reml_criterion) if self.reml else None
+
+    @property
+    def converged(self) -> bool:
+        return bool(self._core.converged)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(self._core.warnings)
+
+    @property
+    def call(self) -> str:
+        return self._call
+
+    @property
+    def formula(self) -> str:
+        return str(self._options["formula"])
+
+    # --- fitted values, residuals, prediction --------------------------------------------
+    @property
+    def fitted(self) -> Array:
+        """Fitted means with the conditional modes (lme4's ``fitted``)."""
+        return np.array(self._core.fitted, dtype=float)
+
+    @property
+    def linear_predictor(self) -> Array:
+        return np.array(self._core.linear_predictor, dtype=float)
+
+    @property
+    def y(self) -> Array:
+        return np.array(self._core.y, dtype=float)
+
+    def residuals(
+        self,
+        type: Literal["response", "pearson", "deviance"] = "response",  # noqa: A002
+    ) -> Array:
+        """Response, Pearson or deviance residuals given the conditional modes."""
+        mu, y = self.fitted, self.y
+        w = np.asarray(self._core.prior_weights, dtype=float)
+        if type == "response":
+            return y - mu
+        if type == "pearson":
+            return (y - mu) * np.sqrt(w / self.family.variance(mu))
+        if type == "deviance":
+            d = w * self.family.unit_deviance(y, mu)
+            return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+        raise ValueError(f"type must be 'response', 'pearson' or 'deviance', not {type!r}")
+
+    def predict(
+        self,
+        newdata: Any = None,
+        type: Literal["response", "link"] = "response",  # noqa: A002
+        re: bool = True,
+    ) -> Array:
+        """Predictions with (``re=True``) or without the random effects; levels not seen in
+        the fit contribute zero (lme4's ``allow.new.levels = TRUE``)."""
+        from glmx.mixed.fit import predict_eta
+
+        if type not in ("response", "link"):
+            raise ValueError(f"type must be 'response' or 'link', not {type!r}")
+        if newdata is None:
+            eta = (
+                self.linear_predictor
+                if re
+                else np.array(self._core.linear_predictor_fixed, dtype=float)
+            )
+        else:
+            eta = predict_eta(self._core, newdata, re=re)
+        return eta if type == "link" else self.family.link.inverse(eta)
+
+    # --- refits and printing -------------------------------------------------------------
+    def refit(self, **changes: Any) -> MixedResults:
+        """The same model fitted again with some options changed (e.g. ``reml=False``)."""
+        from glmx.mixed.api import glmm
+
+        opts = {**self._options, **changes}
+        return glmm(data=self._data, **opts)
+
+    def summary(self) -> Any:
+        """An object whose ``str()`` reads like lme4's ``summary.merMod``."""
+        from glmx.results.mixed_summary import MixedSummary
+
+        return MixedSummary(self)
+
+    def __repr__(self) -> str:
+        kind = "linear mixed model" if self.is_lmm else "generalized linear mixed model"
+        crit = (
+            f"REML criterion {self.reml_criterion:.4f}"
+            if self.reml
+            else f"logLik {self.loglik:.4f}"
+        )
+        groups = ", ".join(f"{g}: {k}" for g, k in self.n_groups.items())
+        return f"<glmx {kind}: {self.formula}; {self.nobs} obs, groups {groups}; {crit}>"
