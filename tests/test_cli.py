@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import glmx
-from glmx.cli import GLMM_UNAVAILABLE, CliError, main
+from glmx.cli import CliError, main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DATA = FIXTURES / "data"
@@ -236,7 +236,9 @@ def test_warnings_are_one_line_each(capsys):
         (["predict", DOBSON, DOBSON], ["dobson.csv"]),  # a CSV is no model file
         (["fit", DOBSON], ["FORMULA"]),  # argparse usage error, kept to one line
         (["fit", DOBSON, FORMULA, "--format", "html"], ["html"]),
-        (["glmm", DOBSON, "counts ~ outcome + (1 | treatment)"], [GLMM_UNAVAILABLE]),
+        (["glmm", DOBSON, "counts ~ outcome + (1 | nosuch)"], ["nosuch"]),
+        (["glmm", DOBSON, "counts ~ 1 + (__import__('os') | treatment)"], []),
+        (["glmm", DOBSON, "counts ~ outcome + (1 | treatment", "--family", "poisson"], []),
     ],
     ids=[
         "missing-file",
@@ -253,7 +255,9 @@ def test_warnings_are_one_line_each(capsys):
         "csv-as-model",
         "usage",
         "bad-format",
-        "glmm",
+        "glmm-bad-group",
+        "glmm-hostile-term",
+        "glmm-unbalanced",
     ],
 )
 def test_bad_input_is_one_line_and_status_2(argv, needles, capsys):
@@ -295,11 +299,40 @@ def test_debug_shows_the_exception(capsys):
         main(["--debug", "fit", "nosuch.csv", FORMULA])
 
 
-def test_help_says_mixed_models_are_missing(capsys):
-    code, out, _ = run(["--help"], capsys)
-    assert code == 0 and "glmm" in out and "NOT AVAILABLE YET" in out
+MIXED = Path(__file__).parent / "fixtures" / "mixed"
+
+
+def test_glmm_summary_json_and_markdown(capsys):
+    sleep = str(MIXED / "sleepstudy.csv")
+    formula = "Reaction ~ Days + (Days | Subject)"
+    code, out, _ = run(["glmm", sleep, formula], capsys)
+    assert code == 0 and "Linear mixed model fit by REML" in out
+    assert "REML criterion at convergence: 1743.6" in out
+    code, out, _ = run(["glmm", sleep, formula, "--format", "json"], capsys)
+    doc = json.loads(out)
+    # lme4: REMLcrit 1743.628, fixef 251.405, 10.467; Subject intercept sd 24.74
+    assert doc["statistics"]["reml_criterion"] == pytest.approx(1743.62827, abs=1e-4)
+    assert [c["estimate"] for c in doc["coefficients"]] == pytest.approx(
+        [251.405105, 10.467286], rel=1e-6
+    )
+    assert doc["random_effects"][0]["sdcor"] == pytest.approx(24.7407, rel=1e-4)
+    assert doc["statistic"] == "t" and doc["n_groups"] == {"Subject": 18}
+    code, out, _ = run(["glmm", sleep, formula, "--ml", "--format", "markdown"], capsys)
+    assert code == 0 and "| reml_criterion | None |" in out
+    assert "| loglik | -875.97" in out  # lme4 ML: -875.9697
+    cbpp = str(MIXED / "cbpp.csv")
+    code, out, _ = run(
+        ["glmm", cbpp, "prop ~ period + (1 | herd)", "--family", "binomial", "--weights",
+         "size", "--nagq", "25", "--format", "json"], capsys,
+    )  # fmt: skip
+    doc = json.loads(out)
+    assert doc["statistics"]["loglik"] == pytest.approx(-91.98337, abs=1e-3)
+    assert doc["statistic"] == "z" and doc["statistics"]["nagq"] == 25
+
+
+def test_glmm_help(capsys):
     code, out, _ = run(["glmm", "--help"], capsys)
-    assert code == 0 and "not implemented" in out
+    assert code == 0 and "lme4" in out and "--nagq" in out
 
 
 def test_demo_dispatches(monkeypatch, tmp_path, capsys):

@@ -26,3 +26,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     np.testing.assert_allclose(cbind_fit.se.to_numpy(), prop_fit.se.to_numpy(), rtol=1e-10)
     assert cbind_fit.aic == prop_fit.aic
     assert (tmp_path / "quine_nb.png").stat().st_size > 10_000
+    # lme4: REMLcrit 1743.628; glmer(cbpp) logLik -92.0266 (Laplace), exact -91.9834 (AGQ)
+    assert abs(ns["lmm"].reml_criterion - 1743.628272) < 1e-4
+    assert abs(ns["gm"].loglik + 92.0266) < 1e-3 and abs(ns["gm25"].loglik + 91.98337) < 1e-3
+    assert abs(ns["table"]["chisq"].iloc[1] - 42.1393) < 1e-3

@@ -5,7 +5,8 @@
              [--format text|json|markdown]
     glmx predict MODEL DATA [--type response|link] [--se] [-o out.csv]
     glmx demo
-    glmx glmm ...            (mixed models are not in glmx yet: exits with status 2)
+    glmx glmm DATA FORMULA [--family binomial|poisson|gaussian] [--weights COL]
+              [--offset COL] [--ml] [--nagq N] [--format text|json|markdown]
 
 DATA is CSV, Parquet or Arrow/Feather, chosen by the file's extension; ``-`` reads CSV
 from standard input.  Formulas typed on the command line are checked by glmx's safe
@@ -34,11 +35,6 @@ import glmx
 from glmx.errors import GlmxError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
-
-GLMM_UNAVAILABLE = (
-    "mixed models are not available yet: glmx fits GLMs only (use 'glmx fit'); "
-    "'glmx glmm' will fit lme4-style models once glmx.glmm exists"
-)
 
 # file extensions, longest first so that ".csv.gz" wins over ".gz"
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".txt")
@@ -272,7 +268,75 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_glmm(args: argparse.Namespace) -> int:
-    raise CliError(GLMM_UNAVAILABLE)
+    from glmx.design.safe import safe_glmm  # checks every part of the formula first
+
+    data = read_data(args.data)
+    fit = safe_glmm(
+        args.formula, data, family=args.family, link=args.link, weights=args.weights,
+        offset=args.offset, reml=False if args.ml else None, nagq=args.nagq,
+    )  # fmt: skip
+    render = {"text": lambda f: str(f.summary()), "json": glmm_json, "markdown": glmm_markdown}
+    print(render[args.format](fit))
+    return EXIT_OK
+
+
+def glmm_statistics(fit: Any) -> dict[str, Any]:
+    """A mixed model's fit statistics by name."""
+    stats = {
+        "nobs": fit.nobs, "loglik": fit.loglik, "aic": fit.aic, "bic": fit.bic,
+        "deviance": fit.deviance, "reml_criterion": fit.reml_criterion, "sigma": fit.sigma,
+        "df_resid": fit.df_resid, "singular": bool(fit.singular),
+        "converged": bool(fit.converged), "nagq": fit.nagq,
+    }  # fmt: skip
+    return {k: _num(v) for k, v in stats.items()}
+
+
+def glmm_json(fit: Any) -> str:
+    """Fixed effects, variance components and fit statistics as a JSON document."""
+    tab = fit.coef_table
+    doc = {
+        "call": fit.call,
+        "family": fit.family.name,
+        "link": fit.link_name,
+        "statistic": "t" if fit.is_lmm else "z",
+        "coefficients": [
+            {"term": str(t), **{c: _num(row[c]) for c in tab.columns}} for t, row in tab.iterrows()
+        ],
+        "random_effects": [
+            {
+                k: (_num(v) if k in ("vcov", "sdcor") else (None if v != v else v))
+                for k, v in r.items()
+            }
+            for r in fit.varcorr.to_dict("records")
+        ],
+        "n_groups": fit.n_groups,
+        "theta": [_num(t) for t in fit.theta],
+        "statistics": glmm_statistics(fit),
+        "warnings": list(fit.warnings),
+    }
+    return json.dumps(doc, indent=2, allow_nan=False)
+
+
+def glmm_markdown(fit: Any) -> str:
+    """Markdown tables: fixed effects, variance components, fit statistics."""
+    k = "t" if fit.is_lmm else "z"
+    tab = fit.coef_table
+    lines = [f"`{fit.call}`", "", f"| term | estimate | std. error | {k} value | Pr(>\\|{k}\\|) |"]
+    lines.append("| --- | ---: | ---: | ---: | ---: |")
+    for term, row in tab.iterrows():
+        cells = [_md(str(term))] + [_md(row[c]) for c in tab.columns[:3]]
+        lines.append("| " + " | ".join(cells + [_md_pval(float(row[tab.columns[3]]))]) + " |")
+    lines += ["", "| group | term | term 2 | variance / covariance | sd / correlation |"]
+    lines.append("| --- | --- | --- | ---: | ---: |")
+    for r in fit.varcorr.to_dict("records"):
+        names = [
+            _md(str(r[c])) if r[c] == r[c] and r[c] is not None else ""
+            for c in ("grp", "var1", "var2")
+        ]
+        lines.append("| " + " | ".join(names + [_md(r["vcov"]), _md(r["sdcor"])]) + " |")
+    lines += ["", "| statistic | value |", "| --- | ---: |"]
+    lines += [f"| {name} | {_md(v)} |" for name, v in glmm_statistics(fit).items()]
+    return "\n".join(lines)
 
 
 # --- the parser ----------------------------------------------------------------------------
@@ -368,11 +432,27 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser(
         "glmm",
         parents=[common],
-        help="NOT AVAILABLE YET: glmx has no mixed models (exits with status 2)",
-        description="Mixed models are not implemented in glmx yet; this command only "
-        "reports that and exits with status 2. Use 'glmx fit' for GLMs.",
+        help="fit a mixed model (lme4 syntax) and print its summary",
+        description="Fit a linear or generalized linear mixed model written in lme4's "
+        "syntax, e.g. 'y ~ x + (x | g)', and print an lme4-style summary. Gaussian models "
+        "are fitted by REML (--ml for maximum likelihood), binomial and poisson models by "
+        "the Laplace approximation or, with --nagq N > 1, adaptive Gauss-Hermite "
+        "quadrature. The formula is checked by glmx's safe evaluator first.",
     )
-    g.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    g.add_argument("data", metavar="DATA", help="data file, or '-' for CSV on stdin")
+    g.add_argument("formula", metavar="FORMULA", help="lme4 formula, e.g. 'y ~ x + (1 | g)'")
+    g.add_argument("--family", default="gaussian", help="gaussian (default), binomial or poisson")
+    g.add_argument("--link", help="link name (default: the family's default link)")
+    g.add_argument("--weights", metavar="COL", help="column of prior weights (binomial: trials)")
+    g.add_argument("--offset", metavar="COL", help="column of offsets, on the link scale")
+    g.add_argument("--ml", action="store_true", help="gaussian: maximum likelihood, not REML")
+    g.add_argument("--nagq", type=int, default=1, help="quadrature points (default 1: Laplace)")
+    g.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="summary format (default text, as lme4's summary)",
+    )
     g.set_defaults(run=cmd_glmm)
     return p
 

@@ -99,6 +99,30 @@ def safe_glm(formula: str, data: Any, **kwargs: Any) -> Any:
     return glm(formula, df, **kwargs)
 
 
+def safe_glmm(formula: str, data: Any, **kwargs: Any) -> Any:
+    """:func:`safe_glm` for mixed models: the fixed part and each random-effect term's
+    left-hand side pass :func:`check_formula`, grouping factors must be columns; then
+    :func:`glmx.glmm` fits it."""
+    from glmx.design.frames import to_pandas
+    from glmx.errors import FormulaError
+    from glmx.mixed.api import glmm
+    from glmx.mixed.reformula import parse_mixed_formula
+
+    df = to_pandas(data)
+    columns = [str(c) for c in df.columns]
+    parsed = parse_mixed_formula(formula)
+    check_formula(parsed.fixed, columns)
+    for term in parsed.terms:
+        check_formula(f"{parsed.response} ~ {term.lhs}", columns)
+        unknown = [f for f in term.factors if f not in columns]
+        if unknown:
+            raise FormulaError(
+                f"grouping factor(s) {', '.join(map(repr, unknown))} of {term} are not "
+                "columns of the data"
+            )
+    return glmm(formula, df, **kwargs)
+
+
 class _Checker:
     """One pass over one formula: tokens first, then the ``ast`` of each side."""
 

@@ -113,6 +113,10 @@ class MixedResults:
         return self._core.family  # type: ignore[no-any-return]
 
     @property
+    def link_name(self) -> str:
+        return self.family.link.name  # type: ignore[no-any-return]
+
+    @property
     def is_lmm(self) -> bool:
         return self.family.name == "gaussian" and self.family.link.name == "identity"
 
