@@ -168,6 +168,16 @@ class MixedResults:
         return bool(self._core.converged)
 
     @property
+    def n_iter(self) -> int:
+        """Optimizer iterations."""
+        return int(self._core.n_iter)
+
+    @property
+    def n_feval(self) -> int:
+        """Deviance evaluations (lme4's ``optinfo$feval``)."""
+        return int(self._core.n_feval)
+
+    @property
     def warnings(self) -> tuple[str, ...]:
         return tuple(self._core.warnings)
 
