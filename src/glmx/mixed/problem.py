@@ -111,8 +111,13 @@ def build_problem(
     re_na = np.asarray(df[sorted(parsed.variables)].isna().any(axis=1))
     kept = df.loc[~re_na].reset_index(drop=True)
     positions = np.flatnonzero(~re_na)
+    if len(df) == 0:
+        raise DataError("the data have no rows")
     if len(kept) == 0:
-        raise DataError("no rows left after removing rows with missing random-effect values")
+        raise DataError(
+            "no rows left after removing rows with missing values in the random-effect "
+            f"columns {', '.join(map(repr, sorted(parsed.variables)))}"
+        )
     frame = build_model_frame(
         parsed.fixed, kept, weights=weights, offset=offset, binomial=family.name == "binomial"
     )
@@ -127,8 +132,15 @@ def build_problem(
     pw = np.ones(n) if frame.weights is None else np.asarray(frame.weights, dtype=float)
     if frame.trials is not None:
         pw = pw * frame.trials
-    if np.any(pw < 0) or not np.all(np.isfinite(pw)):
-        raise DataError("weights must be finite and non-negative")
+    bad = ~np.isfinite(pw) | (pw < 0)
+    if bad.any():
+        named = isinstance(weights, str) and not weights.startswith(HIDDEN)
+        what = f"column {weights!r}" if named else "array"
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"weights ({what}) must be finite and non-negative: {int(bad.sum())} value(s) "
+            f"are not (first at row {i}: {float(pw[i])})"
+        )
     family.check_response(frame.y, pw, name=frame.terms.response)
     reterms = build_reterms(parsed.terms, used)
     _check_levels(reterms, n, lmm)
