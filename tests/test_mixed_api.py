@@ -162,3 +162,13 @@ def test_anova_against_the_glm_without_random_effects(fits):
     assert list(table["npar"]) == [2, 3]
     assert table["loglik"].iloc[0] == pytest.approx(no_re.loglik)
     assert table["chisq"].iloc[1] > 0 and table["p_value"].iloc[1] < 0.05
+
+
+def test_demo_prints_the_mixed_model_summaries(tmp_path, capsys):
+    from glmx.demo import main
+
+    main(plot_dir=str(tmp_path / "plots"))
+    out = capsys.readouterr().out
+    assert "REML criterion at convergence: 1743.6" in out  # lme4: 1743.6
+    assert "Generalized linear mixed model fit by maximum likelihood (Laplace" in out
+    assert " 194.1 " in out  # cbpp's AIC, as lme4's summary prints it

@@ -1,5 +1,6 @@
 """``python -m glmx.demo``: fit classic GLMs on the bundled datasets and print R-style
-summaries (the same models as the examples of R's ``glm`` and ``MASS``)."""
+summaries (the same models as the examples of R's ``glm`` and ``MASS``), then two of
+lme4's classic mixed models with lme4-style summaries."""
 
 from __future__ import annotations
 
@@ -43,12 +44,32 @@ MODELS: list[tuple[str, str, str, dict[str, Any]]] = [
 ]
 
 
+MIXED_MODELS: list[tuple[str, str, str, dict[str, Any]]] = [
+    (
+        "Sleep deprivation: random intercepts and slopes by subject (lme4::lmer, REML)",
+        "sleepstudy",
+        "Reaction ~ Days + (Days | Subject)",
+        {},
+    ),
+    (
+        "Contagious bovine pleuropneumonia: binomial GLMM, herd effects (lme4::glmer)",
+        "cbpp",
+        "prop ~ period + (1 | herd)",
+        {"family": "binomial", "weights": "size"},
+    ),
+]
+
+
 def main(plot_dir: str = "demo_output") -> None:
     for title, data, formula, kwargs in MODELS:
         print("=" * 78)
         print(title)
         fit = glmx.glm(formula, load(data), **kwargs)
         print(fit.summary())
+    for title, data, formula, kwargs in MIXED_MODELS:
+        print("=" * 78)
+        print(title)
+        print(glmx.glmm(formula, load(data), **kwargs).summary())
     if importlib.util.find_spec("matplotlib") is None:  # plots are an optional extra
         print("(install glmx[plot] for the diagnostic plots)")
         return
