@@ -44,10 +44,10 @@ class MixedSummary:
         head = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
         vals = [f"{fit.aic:.1f}", f"{fit.bic:.1f}", f"{fit.loglik:.1f}"]
         vals += [f"{-2 * fit.loglik:.1f}", str(fit.df_resid)]
-        width = [max(len(h), len(v)) for h, v in zip(head, vals)]
+        w = max(map(len, head + vals))  # R prints a named vector in one common width
         return [
-            " ".join(h.rjust(w) for h, w in zip(head, width)) + " ",
-            " ".join(v.rjust(w) for v, w in zip(vals, width)) + " ",
+            " ".join(h.rjust(w) for h in head) + " ",
+            " ".join(v.rjust(w) for v in vals) + " ",
             "",
         ]
 
