@@ -86,7 +86,8 @@ def split_offsets(rhs: str) -> tuple[str, list[str]]:
     return (rest if rest else "1"), offsets
 
 
-def _split_formula(formula: str) -> tuple[str, str]:
+def split_formula(formula: str) -> tuple[str, str]:
+    """The two sides of ``lhs ~ rhs``, stripped; FormulaError when malformed."""
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string like 'y ~ x', got {type(formula).__name__}")
     if formula.count("~") != 1:
@@ -213,7 +214,7 @@ def build_model_frame(
 ) -> ModelFrame:
     """Evaluate the formula on the data; drop rows with NA in any used column."""
     df = to_pandas(data)
-    lhs, rhs_full = _split_formula(formula)
+    lhs, rhs_full = split_formula(formula)
     rhs, offset_terms = split_offsets(rhs_full)
 
     # columns the model uses: every variable of the formula, plus named weights/offset

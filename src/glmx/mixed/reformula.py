@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import formulaic
 from formulaic.errors import FormulaicError
 
+from glmx.design.formula import split_formula
 from glmx.errors import FormulaError
 
 _NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*|`[^`]+`")
@@ -68,15 +69,7 @@ def lhs_variables(lhs: str) -> set[str]:
 
 def parse_mixed_formula(formula: str) -> MixedFormula:
     """Take an lme4 formula apart; raise FormulaError for malformed random-effect terms."""
-    if not isinstance(formula, str):
-        raise FormulaError(f"formula must be a string like 'y ~ x + (1 | g)', got {formula!r}")
-    if formula.count("~") != 1:
-        raise FormulaError(
-            f"formula {formula!r} needs exactly one '~' with the response on its left"
-        )
-    lhs, rhs = (part.strip() for part in formula.split("~"))
-    if not lhs:
-        raise FormulaError(f"formula {formula!r} has no response on the left of '~'")
+    lhs, rhs = split_formula(formula)
     pieces, bars = _split_bars(rhs, formula)
     if not bars:
         raise FormulaError(
