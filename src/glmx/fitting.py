@@ -26,6 +26,7 @@ from glmx.families.links import EPS, Link
 from glmx.families.negbin import NegativeBinomial
 from glmx.inference.covariance import COV_TYPES
 from glmx.results.glm import GLMFit, GLMResults
+from glmx.solvers.elementwise import total_deviance
 from glmx.solvers.irls import irls
 from glmx.solvers.negbin import fit_negative_binomial
 from glmx.solvers.separation import detect_separation
@@ -170,10 +171,10 @@ def _checked_design(X: Any, column_names: list[str] | None) -> DesignMatrix:
             f"X must be a two-dimensional matrix (rows x columns), got shape {arr.shape}"
         )
     design = DenseDesign(arr, column_names)
-    # a NaN or inf makes its column sum non-finite: one cheap pass, and the full
-    # element check only when a sum is not finite (or overflowed)
+    # a NaN or inf makes its row sum non-finite: one cheap pass (X times ones), and the
+    # full element check only when a sum is not finite (or overflowed)
     with np.errstate(over="ignore", invalid="ignore"):
-        sums_finite = bool(np.isfinite(arr.sum(axis=0)).all())
+        sums_finite = bool(np.isfinite(design.matvec(np.ones(arr.shape[1]))).all())
     bad = np.zeros((0, arr.shape[1]), dtype=bool) if sums_finite else ~np.isfinite(arr)
     if bad.any():
         j = int(np.flatnonzero(bad.any(axis=0))[0])
@@ -226,6 +227,9 @@ def _as_vector(v: Any, name: str, n: int | None = None) -> Array:
 
 
 def _check_finite(arr: Array, name: str) -> None:
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(arr)):  # one pass; the element check only when it fails
+            return
     bad = ~np.isfinite(arr)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -248,7 +252,10 @@ def _validated(
         ("freq_weights", freq_weights, 1.0),
         ("offset", offset, 0.0),
     ):
-        arr = np.full(n, default) if v is None else _as_vector(v, name, n)
+        if v is None:  # the default: nothing to check
+            out.append(np.full(n, default))
+            continue
+        arr = _as_vector(v, name, n)
         _check_finite(arr, name)
         if name != "offset" and np.any(arr < 0):
             i = int(np.flatnonzero(arr < 0)[0])
@@ -257,7 +264,7 @@ def _validated(
             )
         out.append(arr)
     w, f, off = out
-    if not np.any(w * f > 0):
+    if (weights is not None or freq_weights is not None) and not np.any(w * f > 0):
         raise DataError("every observation has zero weight; there is nothing to fit")
     return w, f, off
 
@@ -325,7 +332,9 @@ def _fit(
             res = firth(inp)
         else:
             res = irls(inp)
-        deviance = inp.deviance(res.mu)
+        # IRLS's last step computed this deviance already, by the same function
+        plain = options.method == "irls" and not isinstance(fam, NegativeBinomial)
+        deviance = res.deviance if plain else total_deviance(inp, res.mu)
         null_dev = _null_deviance(inp, res.mu, has_intercept, options.method)
         _check_boundary_fits(inp, res.mu, res.converged, res.aliased, options.method)
     caught = list({str(m.message): m for m in caught}.values())  # each message once
@@ -353,7 +362,7 @@ def _null_deviance(inp: IRLSInputs, mu: Array, has_intercept: bool, method: str)
     fam = inp.family
     wt = inp.total_weights
     if not has_intercept:
-        return inp.deviance(fam.link.inverse(inp.offset))
+        return total_deviance(inp, fam.link.inverse(inp.offset))
     if method == "firth":
         from glmx.solvers.firth import firth
 
@@ -361,10 +370,10 @@ def _null_deviance(inp: IRLSInputs, mu: Array, has_intercept: bool, method: str)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             null_mu = firth(dataclasses.replace(inp, X=ones, start=None, mustart=None)).mu
-        return inp.deviance(null_mu)
+        return total_deviance(inp, null_mu)
     if not np.any(inp.offset != 0):
         wtdmu = float(np.sum(wt * inp.y) / np.sum(wt))
-        return inp.deviance(np.full_like(inp.y, wtdmu))
+        return total_deviance(inp, np.full_like(inp.y, wtdmu))
     ones = DenseDesign(np.ones((inp.y.shape[0], 1)), ["Intercept"])
     null_inp = dataclasses.replace(inp, X=ones, start=None, mustart=mu)
     with warnings.catch_warnings():

@@ -157,7 +157,15 @@ class SparseDesign:
         return np.asarray(self.X.T @ r).ravel()
 
     def gram(self, w: Array) -> Array:
-        G = (self.X.T @ sp.diags(w) @ self.X).toarray()
+        """(sqrt(w) X)'(sqrt(w) X), the row slices' sparse products summed densely (scipy
+        releases the GIL in the product, so the slices run in parallel)."""
+        sw = np.sqrt(w)
+
+        def part(lo: int, hi: int) -> Array:
+            Xw = sp.diags(sw[lo:hi]) @ self.X[lo:hi]
+            return np.asarray((Xw.T @ Xw).toarray())
+
+        G = np.sum(map_slices(part, row_slices(self.shape[0], self.shape[1])), axis=0)
         return (G + G.T) / 2.0
 
     def rows(self, index: NDArray[np.intp]) -> Array:

@@ -158,7 +158,10 @@ class Binomial(Family):
 
 
 def _non_integer(y: Array) -> NDArray[np.bool_]:
-    return np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y))
+    rounded = np.round(y)
+    if np.array_equal(rounded, y):  # the usual case, in two passes
+        return np.zeros(np.shape(y), dtype=bool)
+    return np.abs(y - rounded) > 1e-7 * np.maximum(1.0, np.abs(y))
 
 
 def non_negative(y: Array) -> tuple[NDArray[np.bool_], str]:

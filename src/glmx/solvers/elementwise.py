@@ -55,6 +55,13 @@ def fitted_and_deviance(inp: IRLSInputs, eta: Array) -> tuple[Array, float, bool
     return mu, dev, all(ok for _, ok in parts)
 
 
+def total_deviance(inp: IRLSInputs, mu: Array) -> float:
+    """The deviance at the means mu, block by block (as IRLS computes it)."""
+    with np.errstate(all="ignore"):
+        parts = over_blocks(mu.shape[0], lambda lo, hi: inp.deviance(mu[lo:hi], lo, hi))
+    return float(np.sum(parts))
+
+
 def working_weights_and_residuals(inp: IRLSInputs, eta: Array, mu: Array) -> tuple[Array, Array]:
     """W = w mu_eta^2 / V(mu) and r = (y - mu) / mu_eta; both 0 where w = 0 or mu_eta = 0."""
     fam = inp.family

@@ -13,7 +13,6 @@ Convergence is R's: |dev - dev_old| / (|dev| + 0.1) < tol.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np
@@ -33,43 +32,43 @@ from glmx.solvers.warmstart import subsample_start
 MAX_HALVINGS = 60
 
 
-def _valid(inp: IRLSInputs, eta: Array, mu: Array) -> bool:
-    return inp.family.link.valid_eta(eta) and inp.family.valid_mu(mu)
-
-
-def _initial_point(inp: IRLSInputs) -> tuple[Array | None, Array, Array]:
+def _initial_point(
+    inp: IRLSInputs, start: Array | None
+) -> tuple[Array | None, Array, Array, float]:
+    """beta (None from R's mustart), eta, mu and the deviance to start from."""
     fam = inp.family
-    if inp.start is not None:
-        beta = np.asarray(inp.start, dtype=float)
+    if start is not None:
+        beta = np.asarray(start, dtype=float)
         eta = inp.X.matvec(beta) + inp.offset
-        mu = fam.link.inverse(eta)
-        if not _valid(inp, eta, mu):
+        mu, dev, valid = fitted_and_deviance(inp, eta)
+        if not valid:
             raise ConvergenceError(
                 "the supplied start coefficients give invalid fitted values for the "
                 f"{fam.name} family with the {fam.link.name} link; supply other starting values"
             )
-        return beta, eta, mu
-    mu = fam.starting_mu(inp.y, inp.weights) if inp.mustart is None else inp.mustart
+        return beta, eta, mu, dev
+    mustart = fam.starting_mu(inp.y, inp.weights) if inp.mustart is None else inp.mustart
     with np.errstate(divide="ignore", invalid="ignore"):
-        eta = fam.link.link(mu)
-    if not (np.all(np.isfinite(eta)) and _valid(inp, eta, fam.link.inverse(eta))):
+        eta = fam.link.link(mustart)
+    mu, dev, valid = fitted_and_deviance(inp, eta)  # R: mu <- linkinv(eta), devold
+    if not (np.all(np.isfinite(eta)) and valid):
         raise ConvergenceError(
             f"cannot find valid starting values for the {fam.name} family with the "
             f"{fam.link.name} link; please give start= coefficients"
         )
-    return None, eta, fam.link.inverse(eta)
+    return None, eta, mu, dev
 
 
-def _start(inp: IRLSInputs) -> tuple[tuple[Array | None, Array, Array], bool]:
+def _start(inp: IRLSInputs) -> tuple[tuple[Array | None, Array, Array, float], bool]:
     """R's starting point, or for a large fit the estimates of a subsample fit when
     they give valid fitted values; and whether the latter was used."""
     warm = subsample_start(inp)
     if warm is not None:
         try:
-            return _initial_point(dataclasses.replace(inp, start=warm)), True
+            return _initial_point(inp, warm), True
         except ConvergenceError:
             pass
-    return _initial_point(inp), False
+    return _initial_point(inp, inp.start), False
 
 
 # A warm-started fit needs fewer steps than R's, so with a linearly converging link
@@ -83,10 +82,9 @@ WARM_COEF_TOL = 1e-7
 def irls(inp: IRLSInputs) -> IRLSResult:
     """Fit by IRLS; see the module docstring for the iteration."""
     p = inp.X.shape[1]
-    (beta, eta, mu), warm = _start(inp)
+    (beta, eta, mu, dev_old), warm = _start(inp)
     extra = 0
     coef_old = beta
-    dev_old = inp.deviance(mu)
     log = FitLog()
     structural: NDArray[np.bool_] | None = None
     converged = boundary = False
