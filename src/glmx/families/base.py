@@ -31,6 +31,17 @@ Array = NDArray[np.float64]
 DevianceFunction = Callable[..., float]
 
 
+def finite_within(x: Array, above: float | None = None, below: float | None = None) -> bool:
+    """Whether every value is finite, > ``above`` and < ``below`` (by the minimum and
+    the maximum: two passes and no temporaries; a NaN makes both NaN)."""
+    if np.size(x) == 0:
+        return True
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return False
+    return (above is None or lo > above) and (below is None or hi < below)
+
+
 class Family:
     """Base class of GLM families.
 
@@ -141,7 +152,7 @@ class Family:
 
     def valid_mu(self, mu: Array) -> bool:
         """R's ``validmu``: whether every fitted mean is inside the family's range."""
-        return bool(np.all(np.isfinite(mu)))
+        return finite_within(mu)
 
     # --- helpers ----------------------------------------------------------------------
     @property

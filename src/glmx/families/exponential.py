@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from scipy import special
 
 from glmx.errors import DataError, DataWarning
-from glmx.families.base import Array, DevianceFunction, Family
+from glmx.families.base import Array, DevianceFunction, Family, finite_within
 
 _SERIES_R = 1e-2  # below this |r| the series below are exact to rounding
 
@@ -154,7 +154,7 @@ class Binomial(Family):
         return (weights * y + 0.5) / (weights + 1.0)
 
     def valid_mu(self, mu: Array) -> bool:
-        return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
+        return finite_within(mu, 0.0, 1.0)
 
 
 def _non_integer(y: Array) -> NDArray[np.bool_]:
@@ -212,7 +212,7 @@ class Poisson(Family):
         return y + 0.1
 
     def valid_mu(self, mu: Array) -> bool:
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+        return finite_within(mu, 0.0)
 
 
 class Gamma(Family):
@@ -247,7 +247,7 @@ class Gamma(Family):
         return positive(y)
 
     def valid_mu(self, mu: Array) -> bool:
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+        return finite_within(mu, 0.0)
 
 
 class InverseGaussian(Family):
@@ -279,4 +279,4 @@ class InverseGaussian(Family):
         return positive(y)
 
     def valid_mu(self, mu: Array) -> bool:
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+        return finite_within(mu, 0.0)

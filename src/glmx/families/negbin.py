@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from scipy import special
 
 from glmx.errors import FamilyError
-from glmx.families.base import Array, Family
+from glmx.families.base import Array, Family, finite_within
 from glmx.families.exponential import kl_poisson, non_negative
 from glmx.families.links import Link
 
@@ -83,7 +83,7 @@ class NegativeBinomial(Family):
         return y + (y == 0) / 6.0
 
     def valid_mu(self, mu: Array) -> bool:
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+        return finite_within(mu, 0.0)
 
     def __repr__(self) -> str:
         return f"NegativeBinomial(theta={self.theta!r}, link={self.link.name!r})"

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from glmx.errors import FamilyError
-from glmx.families.base import Array, Family
+from glmx.families.base import Array, Family, finite_within
 from glmx.families.links import Link
 
 
@@ -66,9 +66,7 @@ class Tweedie(Family):
         return y + 0.1 * (y == 0)
 
     def valid_mu(self, mu: Array) -> bool:
-        if self.power == 0:
-            return bool(np.all(np.isfinite(mu)))
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+        return finite_within(mu, None if self.power == 0 else 0.0)
 
     def __repr__(self) -> str:
         return f"Tweedie(power={self.power:g}, link={self.link.name!r})"
