@@ -167,3 +167,19 @@ def test_negative_binomial_without_overdispersion_stops_theta_and_warns():
     assert nb.theta == 1e8
     assert len(nb.warnings) == 1
     np.testing.assert_allclose(nb.coef.to_numpy(), pois.coef.to_numpy(), rtol=1e-6)
+
+
+def test_valid_mu_by_minimum_and_maximum():
+    import numpy as np
+
+    from glmx.families import binomial, poisson
+    from glmx.families.base import finite_within
+
+    assert finite_within(np.array([0.5, 2.0])) and finite_within(np.array([]))
+    assert not finite_within(np.array([0.5, np.nan, 2.0]))
+    assert not finite_within(np.array([0.5, np.inf]))
+    assert not finite_within(np.array([0.0, 0.5]), 0.0)
+    assert not binomial().valid_mu(np.array([0.2, 1.0]))
+    assert binomial().valid_mu(np.array([1e-300, 1 - 1e-16]))
+    assert not poisson().valid_mu(np.array([1.0, -1e-300]))
+    assert not poisson().valid_mu(np.array([1.0, np.nan]))
