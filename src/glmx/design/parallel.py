@@ -2,10 +2,13 @@
 and each slice is handled by a thread of a shared pool.
 
 numpy and BLAS release the GIL, so the threads run truly in parallel.  BLAS is held to
-one thread inside the pool: a Gram of a tall, narrow block (p x p from b x p) gains
-nothing from BLAS's own threads, and an OpenBLAS built with pthreads serializes calls
-that arrive from several threads at once.  The limit is process-wide while a pass runs
-(threadpoolctl), so another thread's BLAS call during a pass also runs on one thread.
+one thread inside the pool and for the whole of a GLM fit (``single_threaded_blas``): a
+Gram of a tall, narrow block (p x p from b x p) gains nothing from BLAS's own threads,
+an OpenBLAS built with pthreads serializes calls that arrive from several threads at
+once, and BLAS's idle threads spin for a while after each call, taking the cores from the
+next pass.  The limit is process-wide while it holds (threadpoolctl), so another
+thread's BLAS call meanwhile also runs on one thread.  A function run by the pool must
+not start another pass (the pool does not nest).
 
 ``GLMX_NUM_THREADS`` sets the number of threads (default: the cores this process may use).
 """
