@@ -112,3 +112,25 @@ def test_blockwise_irls_quantities_equal_the_whole_column_formulas(monkeypatch):
     bad = eta.copy()
     bad[5] = np.nan  # an undefined mean is outside the family's range
     assert not fitted_and_deviance(inp, bad)[2]
+
+
+def test_threads_raise_no_floating_point_warnings(monkeypatch):
+    """numpy's error state is per thread: the workers set their own."""
+    import warnings
+
+    from glmx.families import poisson
+    from glmx.solvers.elementwise import fitted_and_deviance
+    from glmx.solvers.state import IRLSInputs
+
+    monkeypatch.setenv("GLMX_NUM_THREADS", "2")
+    n = 400_000
+    eta = np.full(n, 800.0)  # exp is capped below overflow; the deviance overflows quietly
+    y = np.zeros(n)
+    inp = IRLSInputs(
+        X=DenseDesign(np.ones((n, 1))), y=y, weights=np.ones(n), freq_weights=np.ones(n),
+        offset=np.zeros(n), family=poisson(),
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mu, dev, valid = fitted_and_deviance(inp, eta)
+    assert np.all(np.isfinite(mu)) and dev == np.inf

@@ -26,10 +26,13 @@ _WIDTH = 8
 
 
 def over_blocks(n: int, fn: Callable[[int, int], T]) -> list[T]:
-    """fn(lo, hi) for every row block, in row order."""
+    """fn(lo, hi) for every row block, in row order.  numpy's floating-point errors are
+    ignored inside (overflow to inf, log(0): the callers check the results); numpy's
+    error state is per thread, so it is set in each worker."""
 
     def part(lo: int, hi: int) -> list[T]:
-        return [fn(a, min(a + BLOCK_ROWS, hi)) for a in range(lo, hi, BLOCK_ROWS)]
+        with np.errstate(all="ignore"):
+            return [fn(a, min(a + BLOCK_ROWS, hi)) for a in range(lo, hi, BLOCK_ROWS)]
 
     out: list[T] = []
     for chunk in map_slices(part, row_slices(n, _WIDTH, align=BLOCK_ROWS)):
@@ -49,16 +52,14 @@ def fitted_and_deviance(inp: IRLSInputs, eta: Array) -> tuple[Array, float, bool
         mu[lo:hi] = m
         return inp.deviance(m, lo, hi), fam.link.valid_eta(e) and fam.valid_mu(m)
 
-    with np.errstate(all="ignore"):
-        parts = over_blocks(eta.shape[0], block)
+    parts = over_blocks(eta.shape[0], block)
     dev = float(np.sum([d for d, _ in parts]))
     return mu, dev, all(ok for _, ok in parts)
 
 
 def total_deviance(inp: IRLSInputs, mu: Array) -> float:
     """The deviance at the means mu, block by block (as IRLS computes it)."""
-    with np.errstate(all="ignore"):
-        parts = over_blocks(mu.shape[0], lambda lo, hi: inp.deviance(mu[lo:hi], lo, hi))
+    parts = over_blocks(mu.shape[0], lambda lo, hi: inp.deviance(mu[lo:hi], lo, hi))
     return float(np.sum(parts))
 
 
@@ -83,6 +84,5 @@ def working_weights_and_residuals(inp: IRLSInputs, eta: Array, mu: Array) -> tup
             Wb[bad] = 0.0
             rb[bad] = 0.0
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        over_blocks(eta.shape[0], block)
+    over_blocks(eta.shape[0], block)
     return W, r
