@@ -172,3 +172,16 @@ def test_demo_prints_the_mixed_model_summaries(tmp_path, capsys):
     assert "REML criterion at convergence: 1743.6" in out  # lme4: 1743.6
     assert "Generalized linear mixed model fit by maximum likelihood (Laplace" in out
     assert " 194.1 " in out  # cbpp's AIC, as lme4's summary prints it
+
+
+def test_predict_with_an_offset(fits):
+    fit = fits["counts_offset"]
+    data = load("sim_counts_offset")
+    np.testing.assert_allclose(fit.predict(data), fit.fitted, rtol=1e-10)
+    # doubling the exposure doubles the expected count
+    more = data.assign(t=2 * data["t"])
+    np.testing.assert_allclose(fit.predict(more), 2 * fit.fitted, rtol=1e-10)
+    # an array offset at fit time needs one at prediction time
+    arr = glmx.glmm("y ~ x + (1 | g)", data, family="poisson", offset=np.log(data["t"]))
+    np.testing.assert_allclose(arr.coef, fit.coef, rtol=1e-6)
+    np.testing.assert_allclose(arr.predict(data, offset=np.log(data["t"])), fit.fitted, rtol=1e-5)

@@ -224,9 +224,12 @@ class MixedResults:
         newdata: Any = None,
         type: Literal["response", "link"] = "response",  # noqa: A002
         re: bool = True,
+        offset: Any = None,
     ) -> Array:
         """Predictions with (``re=True``) or without the random effects; levels not seen in
-        the fit contribute zero (lme4's ``allow.new.levels = TRUE``)."""
+        the fit contribute zero (lme4's ``allow.new.levels = TRUE``).  ``offset`` is for a
+        fit whose ``offset=`` was an array (a column or ``offset()`` term is read from
+        ``newdata``)."""
         from glmx.mixed.fit import predict_eta
 
         if type not in ("response", "link"):
@@ -238,7 +241,7 @@ class MixedResults:
                 else np.array(self._core.linear_predictor_fixed, dtype=float)
             )
         else:
-            eta = predict_eta(self._core, newdata, re=re)
+            eta = predict_eta(self._core, newdata, re=re, offset=offset)
         return eta if type == "link" else self.family.link.inverse(eta)
 
     # --- refits and printing -------------------------------------------------------------
