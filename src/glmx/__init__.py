@@ -22,6 +22,7 @@ from glmx.errors import (
 from glmx.families import links
 from glmx.fitting import glm, glm_fit
 from glmx.mixed.api import glmm
+from glmx.outofcore import glm_chunked
 from glmx.results.glm import GLMResults
 from glmx.results.mixed import MixedResults
 
@@ -62,6 +63,7 @@ __version__ = "0.1.0"
 __all__ = [
     "glm",
     "glmm",
+    "glm_chunked",
     "MixedResults",
     "glm_fit",
     "anova",

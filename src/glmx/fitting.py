@@ -8,6 +8,7 @@ null deviance as R does, check binomial fits for separation, and return
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -48,7 +49,9 @@ def glm(
     cov_type: str | None = None,
     cluster: str | Any | None = None,
 ) -> GLMResults:
-    """Fit a GLM from an R-style formula and a data frame (pandas, polars, pyarrow, dict).
+    """Fit a GLM from an R-style formula and a data frame (pandas, polars, pyarrow, dict),
+    or a path to a Parquet file or directory, which is streamed in chunks without loading
+    it (``glmx.glm_chunked``; the result keeps no per-row data).
 
     ``weights`` are R's prior weights (binomial: trials for a proportion response);
     ``freq_weights`` are case counts; ``offset`` is on the link scale (``offset(x)`` terms
@@ -57,6 +60,12 @@ def glm(
     bias-reduced likelihood; ``cov_type`` ("HC0".."HC3", "cluster" with ``cluster=``, a
     column or array of labels) makes ``vcov``, ``se`` and the tests robust.
     """
+    if isinstance(data, (str, os.PathLike)):  # a Parquet file or directory: streamed
+        return _fit_out_of_core(
+            formula, data, family, link, weights, offset, tol, max_iter,
+            dict(freq_weights=freq_weights, start=start, cov_type=cov_type, cluster=cluster),
+            method,
+        )  # fmt: skip
     fam = get_family(family, link)
     mf = build_model_frame(
         formula,
@@ -77,6 +86,27 @@ def glm(
         has_intercept=has_icpt, n_dropped=mf.n_dropped, terms=mf.terms, call=call,
         response_name=mf.terms.response, rows=mf.row_index,
         options=FitOptions(method, cov_type, mf.cluster),
+    )  # fmt: skip
+
+
+def _fit_out_of_core(
+    formula: str, path: Any, family: Any, link: Any, weights: Any, offset: Any, tol: float,
+    max_iter: int, unsupported: dict[str, Any], method: str,
+) -> Any:  # fmt: skip
+    """``glm`` on a Parquet path: ``glmx.outofcore.glm_chunked``, which keeps no rows."""
+    given = [name for name, value in unsupported.items() if value is not None]
+    if method != "irls":
+        given.append(f"method={method!r}")
+    if given:
+        raise DataError(
+            f"a fit streamed from {str(path)!r} does not take {', '.join(given)}; load the "
+            "data into memory for those (or use glmx.glm_chunked's options)"
+        )
+    from glmx.outofcore import glm_chunked
+
+    return glm_chunked(
+        formula, path, family=family, link=link, weights=weights, offset=offset, tol=tol,
+        max_iter=max_iter,
     )  # fmt: skip
 
 

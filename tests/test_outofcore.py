@@ -1,0 +1,190 @@
+"""Out-of-core fits (glmx.outofcore.glm_chunked) give the in-memory glmx.glm numbers
+(which the R reference tests tie to R's glm): a multi-file Parquet dataset and an
+iterator of data frames, poisson with an offset, binomial 0/1 and proportions, Gamma
+(log), a factor column, rows with missing values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import glmx
+from glmx.errors import DataError
+from glmx.outofcore import ChunkedGLM, glm_chunked
+
+pq = pytest.importorskip("pyarrow.parquet")
+pa = pytest.importorskip("pyarrow")
+
+N_FILES = 5
+ROWS_PER_FILE = 10_000
+RTOL = 1e-8
+
+
+def _data(seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = N_FILES * ROWS_PER_FILE
+    x = rng.normal(size=n)
+    g = rng.choice(["north", "east", "South", "west"], size=n)
+    exposure = rng.uniform(0.5, 3.0, size=n)
+    bump = np.select([g == "east", g == "South"], [0.3, -0.2], 0.0)
+    trials = rng.integers(1, 12, size=n).astype(float)
+    p = 1.0 / (1.0 + np.exp(-(-0.4 + 0.6 * x + bump)))
+    df = pd.DataFrame(
+        {
+            "x": x,
+            "g": g,
+            "log_exposure": np.log(exposure),
+            "count": rng.poisson(exposure * np.exp(0.2 + 0.4 * x + bump)).astype(float),
+            "event": rng.binomial(1, p).astype(float),
+            "trials": trials,
+            "prop": rng.binomial(trials.astype(int), p) / trials,
+            "cost": rng.gamma(3.0, np.exp(1.0 + 0.3 * x + bump) / 3.0),
+        }
+    )
+    # missing values in used columns: dropped and counted, as R's na.omit
+    df.loc[[11, 12_345, 33_333], "x"] = np.nan
+    df.loc[[40_001], "g"] = None
+    return df
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    return _data()
+
+
+@pytest.fixture(scope="module")
+def parquet_dir(data: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("dataset")
+    for k in range(N_FILES):
+        part = data.iloc[k * ROWS_PER_FILE : (k + 1) * ROWS_PER_FILE]
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), root / f"part-{k}.parquet")
+    return str(root)
+
+
+def _rel(a: object, b: object) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
+
+
+def _assert_same_fit(chunked: ChunkedGLM, full: glmx.GLMResults, rtol: float = RTOL) -> None:
+    assert list(chunked.coef.index) == list(full.coef.index)
+    for name in ("coef", "se"):
+        assert _rel(getattr(chunked, name), getattr(full, name)) < rtol, name
+    for name in ("deviance", "null_deviance", "aic", "bic", "loglik", "dispersion"):
+        assert _rel(getattr(chunked, name), getattr(full, name)) < rtol, name
+    assert _rel(chunked.vcov.to_numpy(), full.vcov.to_numpy()) < rtol
+    assert chunked.nobs == full.nobs
+    assert chunked.df_resid == full.df_resid and chunked.df_null == full.df_null
+    assert chunked.n_dropped == full.n_dropped == 4
+    assert chunked.n_iter == full.n_iter
+    assert chunked.converged
+
+
+CASES = [
+    ("count ~ x + g + offset(log_exposure)", "poisson", {}),
+    ("event ~ x * g", "binomial", {}),
+    ("prop ~ x + g", "binomial", {"weights": "trials"}),
+    ("cost ~ x + g", "gamma", {"link": "log"}),
+]
+
+
+@pytest.mark.parametrize(("formula", "family", "kw"), CASES, ids=[c[1] for c in CASES])
+def test_parquet_dataset_matches_in_memory_fit(
+    data: pd.DataFrame, parquet_dir: str, formula: str, family: str, kw: dict[str, str]
+) -> None:
+    full = glmx.glm(formula, data, family=family, **kw)
+    chunked = glm_chunked(formula, parquet_dir, family=family, chunk_rows=4_000, **kw)
+    _assert_same_fit(chunked, full)
+    # one pass to learn the model, one per IRLS step, one for the statistics, and the
+    # null model's passes with an offset
+    assert chunked.n_passes >= chunked.n_iter + 3
+
+
+def test_iterator_of_frames_matches_in_memory_fit(data: pd.DataFrame) -> None:
+    formula, kw = "cost ~ x + g", {"family": "gamma", "link": "log"}
+    full = glmx.glm(formula, data, **kw)
+    pieces = [data.iloc[a : a + 6_000] for a in range(0, len(data), 6_000)]
+    chunked = glm_chunked(formula, lambda: iter(pieces), **kw)
+    _assert_same_fit(chunked, full)
+    np.testing.assert_allclose(chunked.confint(), full.confint(method="wald"), rtol=RTOL)
+
+
+def test_row_order_and_chunk_size_do_not_change_the_fit(data: pd.DataFrame) -> None:
+    formula = "count ~ x + g + offset(log_exposure)"
+    a = glm_chunked(formula, data, family="poisson", chunk_rows=3_000)
+    shuffled = data.sample(frac=1.0, random_state=3)
+    b = glm_chunked(formula, shuffled, family="poisson", chunk_rows=17_000)
+    for name in ("coef", "se"):
+        assert _rel(getattr(a, name), getattr(b, name)) < 1e-10
+    for name in ("deviance", "null_deviance", "aic", "dispersion"):
+        assert _rel(getattr(a, name), getattr(b, name)) < 1e-10
+
+
+def test_factor_levels_in_r_order_even_when_a_chunk_lacks_some(data: pd.DataFrame) -> None:
+    # the first chunk holds only two of the four levels; the design still has all
+    ordered = data.sort_values("g", kind="stable")
+    chunked = glm_chunked("event ~ x + g", ordered, family="binomial", chunk_rows=5_000)
+    full = glmx.glm("event ~ x + g", data, family="binomial")
+    assert list(chunked.coef.index) == ["Intercept", "x", "g[T.east]", "g[T.north]", "g[T.west]"]
+    _assert_same_fit(chunked, full)
+
+
+def test_bad_value_in_third_file_names_column_and_file(data: pd.DataFrame, tmp_path) -> None:
+    bad = data.copy()
+    bad.loc[2 * ROWS_PER_FILE + 17, "count"] = -1.0
+    for k in range(N_FILES):
+        part = bad.iloc[k * ROWS_PER_FILE : (k + 1) * ROWS_PER_FILE]
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), tmp_path / f"p{k}.parquet")
+    with pytest.raises(DataError, match=r"'count'.*file p2\.parquet, row 17: -1\.0"):
+        glm_chunked("count ~ x + g", str(tmp_path), family="poisson", chunk_rows=4_000)
+
+
+def test_bad_value_in_a_frame_chunk_names_the_chunk(data: pd.DataFrame) -> None:
+    bad = data.copy()
+    bad.loc[25_003, "cost"] = 0.0
+    pieces = [bad.iloc[a : a + 10_000] for a in range(0, len(bad), 10_000)]
+    with pytest.raises(DataError, match=r"positive.*'cost'.*chunk 2, row 5003: 0\.0"):
+        glm_chunked("cost ~ x", lambda: iter(pieces), family="gamma", link="log")
+
+
+def test_rows_with_missing_values_are_dropped_and_counted() -> None:
+    df = _data(seed=11).iloc[:3_000].copy()
+    df.loc[[0, 5, 2_999], "cost"] = np.nan
+    chunked = glm_chunked("cost ~ x + g", df, family="gamma", link="log", chunk_rows=1_000)
+    full = glmx.glm("cost ~ x + g", df, family="gamma", link="log")
+    assert chunked.n_dropped == full.n_dropped == 4  # row 11 (x) and three costs
+    assert chunked.nobs == full.nobs == 2_996
+    assert _rel(chunked.coef, full.coef) < RTOL
+
+
+def test_row_level_outputs_say_they_need_the_data(data: pd.DataFrame) -> None:
+    chunked = glm_chunked("event ~ x", data, family="binomial", chunk_rows=25_000)
+    for name in ("fitted", "residuals", "hat", "linear_predictor"):
+        with pytest.raises(DataError, match="out-of-core fit does not keep"):
+            getattr(chunked, name)
+        assert not hasattr(chunked, name)
+    text = str(chunked.summary())
+    assert "glm_chunked(formula = event ~ x" in text
+    assert "Number of Fisher Scoring iterations" in text
+    # predictions on new data use the fit's design state
+    full = glmx.glm("event ~ x", data, family="binomial")
+    new = data.iloc[:50].dropna()
+    assert _rel(chunked.predict(new), full.predict(new)) < RTOL
+
+
+def test_a_one_shot_iterator_is_refused(data: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match="callable returning a fresh iterator"):
+        glm_chunked("event ~ x", iter([data]), family="binomial")
+
+
+def test_glm_on_a_parquet_path_streams_it(data: pd.DataFrame, parquet_dir: str) -> None:
+    formula, family, kw = CASES[0]
+    full = glmx.glm(formula, data, family=family, **kw)
+    streamed = glmx.glm(formula, parquet_dir, family=family, **kw)
+    assert isinstance(streamed, ChunkedGLM)
+    _assert_same_fit(streamed, full)
+    with pytest.raises(glmx.DataError, match="cov_type"):
+        glmx.glm(formula, parquet_dir, family=family, cov_type="HC0", **kw)
+    with pytest.raises(glmx.DataError, match="no Parquet file or directory"):
+        glmx.glm(formula, parquet_dir + "-nosuch", family=family, **kw)
