@@ -125,20 +125,7 @@ def irls(inp: IRLSInputs) -> IRLSResult:
         dev_old = dev
         coef_old = beta
     assert beta is not None
-    if not converged:
-        warnings.warn(
-            f"IRLS did not converge in {inp.max_iter} iterations (last relative deviance "
-            "change above tol); raise max_iter, give start= values, or check the model",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    if boundary:
-        warnings.warn(
-            "IRLS stopped at a boundary value (steps were halved to keep the fitted values "
-            "valid); the estimates may be on the edge of the parameter space",
-            BoundaryWarning,
-            stacklevel=3,
-        )
+    warn_outcome(converged, boundary, inp.max_iter, "give start= values, ")
     # as R: the covariance and dispersion use the weights of the last WLS step
     coef = np.where(fac.aliased, np.nan, beta)
     return IRLSResult(
@@ -154,6 +141,24 @@ def irls(inp: IRLSInputs) -> IRLSResult:
         boundary=boundary,
         log=log,
     )
+
+
+def warn_outcome(converged: bool, boundary: bool, max_iter: int, advice: str = "") -> None:
+    """R's warnings at the end of IRLS: no convergence, or a step kept at a boundary."""
+    if not converged:
+        warnings.warn(
+            f"IRLS did not converge in {max_iter} iterations (last relative deviance "
+            f"change above tol); raise max_iter, {advice}or check the model",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+    if boundary:
+        warnings.warn(
+            "IRLS stopped at a boundary value (steps were halved to keep the fitted values "
+            "valid); the estimates may be on the edge of the parameter space",
+            BoundaryWarning,
+            stacklevel=4,
+        )
 
 
 def _step(
