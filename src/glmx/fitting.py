@@ -50,8 +50,9 @@ def glm(
     cluster: str | Any | None = None,
 ) -> GLMResults:
     """Fit a GLM from an R-style formula and a data frame (pandas, polars, pyarrow, dict),
-    or a path to a Parquet file or directory, which is streamed in chunks without loading
-    it (``glmx.glm_chunked``; the result keeps no per-row data).
+    or a path to a Parquet file or directory, or a Dask DataFrame: those two are streamed
+    in chunks (partitions) without loading them (``glmx.glm_chunked``; the result keeps
+    no per-row data).
 
     ``weights`` are R's prior weights (binomial: trials for a proportion response);
     ``freq_weights`` are case counts; ``offset`` is on the link scale (``offset(x)`` terms
@@ -60,7 +61,9 @@ def glm(
     bias-reduced likelihood; ``cov_type`` ("HC0".."HC3", "cluster" with ``cluster=``, a
     column or array of labels) makes ``vcov``, ``se`` and the tests robust.
     """
-    if isinstance(data, (str, os.PathLike)):  # a Parquet file or directory: streamed
+    from glmx.outofcore.daskbackend import is_dask_dataframe
+
+    if isinstance(data, (str, os.PathLike)) or is_dask_dataframe(data):  # streamed
         return _fit_out_of_core(
             formula, data, family, link, weights, offset, tol, max_iter,
             dict(freq_weights=freq_weights, start=start, cov_type=cov_type, cluster=cluster),
@@ -93,14 +96,15 @@ def _fit_out_of_core(
     formula: str, path: Any, family: Any, link: Any, weights: Any, offset: Any, tol: float,
     max_iter: int, unsupported: dict[str, Any], method: str,
 ) -> Any:  # fmt: skip
-    """``glm`` on a Parquet path: ``glmx.outofcore.glm_chunked``, which keeps no rows."""
+    """``glm`` on a Parquet path or a Dask DataFrame: ``glmx.outofcore.glm_chunked``,
+    which keeps no rows."""
     given = [name for name, value in unsupported.items() if value is not None]
     if method != "irls":
         given.append(f"method={method!r}")
     if given:
         raise DataError(
-            f"a fit streamed from {str(path)!r} does not take {', '.join(given)}; load the "
-            "data into memory for those (or use glmx.glm_chunked's options)"
+            f"a fit streamed from {_source_text(path)} does not take {', '.join(given)}; "
+            "load the data into memory for those (or use glmx.glm_chunked's options)"
         )
     from glmx.outofcore import glm_chunked
 
@@ -108,6 +112,11 @@ def _fit_out_of_core(
         formula, path, family=family, link=link, weights=weights, offset=offset, tol=tol,
         max_iter=max_iter,
     )  # fmt: skip
+
+
+def _source_text(data: Any) -> str:
+    """How an error names streamed data: the Parquet path, or 'a Dask DataFrame'."""
+    return repr(str(data)) if isinstance(data, (str, os.PathLike)) else "a Dask DataFrame"
 
 
 def glm_fit(

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,11 @@ from glmx.families.links import Link
 from glmx.families.negbin import NegativeBinomial
 from glmx.fitting import _call_text
 from glmx.outofcore.chunkdesign import ChunkData, ModelPlan, chunk_data, model_columns, plan_model
+from glmx.outofcore.daskbackend import DaskSource, is_dask_dataframe
 from glmx.outofcore.results import ChunkedGLM
 from glmx.outofcore.sources import ChunkSource, as_source, survey
 from glmx.outofcore.statistics import FinalSums, FitTotals, final_pass
-from glmx.outofcore.streaming import StreamingResult, streaming_irls
+from glmx.outofcore.streaming import RowPasses, S, StreamingResult, streaming_irls
 from glmx.results.loaded import SavedFit
 from glmx.solvers.state import Array, IRLSInputs
 
@@ -48,7 +50,10 @@ def glm_chunked(
     ``source`` is a Parquet file or directory (read in record batches of ``chunk_rows``
     rows, only the needed columns), a callable returning a fresh iterator of pandas
     DataFrames (called once per pass), a list of DataFrames, or one DataFrame (cut into
-    ``chunk_rows``-row chunks).  ``weights`` and ``offset`` name columns.  Rows with a
+    ``chunk_rows``-row chunks), or a ``dask.dataframe.DataFrame``, whose partitions are
+    the chunks: each pass is one task per partition on the active Dask scheduler, and only
+    the p x p sums come back (``chunk_rows`` is not used).  ``weights`` and ``offset`` name
+    columns.  Rows with a
     missing value in a used column are dropped and counted (``n_dropped``).  The result
     has no per-row values (fitted values, residuals): see :class:`ChunkedGLM`.
     """
@@ -62,7 +67,7 @@ def glm_chunked(
         raise DataError(f"tol must be a positive number, got {tol!r}")
     if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
         raise DataError(f"max_iter must be a positive integer, got {max_iter!r}")
-    src = as_source(source, chunk_rows)
+    src = DaskSource(source) if is_dask_dataframe(source) else as_source(source, chunk_rows)
     columns = model_columns(formula, weights, offset)
     absent = sorted(set(columns) - set(src.column_names()))
     if absent:
@@ -70,16 +75,16 @@ def glm_chunked(
             f"formula {formula!r} (or weights/offset) names column(s) "
             f"{', '.join(map(repr, absent))} not in the data"
         )
-    found = survey(src, columns)
+    found = src.survey(columns) if isinstance(src, DaskSource) else survey(src, columns)
     plan = plan_model(formula, fam, weights, offset, columns, found)
-    rows = _ChunkStream(src, plan)
+    rows: RowPasses = src.passes(plan) if isinstance(src, DaskSource) else _ChunkStream(src, plan)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = streaming_irls(rows, _full_design, fam, _r_mustart, tol, max_iter)
         passes = 1 + res.n_passes
         null_fit = None
-        if plan.has_intercept and rows.has_offset:
+        if plan.has_intercept and (bool(plan.terms.offset_terms) or plan.offset is not None):
             null_fit = _null_fit(rows, fam, res, tol, max_iter)
             passes += null_fit.n_passes
         totals = FitTotals(
@@ -117,15 +122,21 @@ def glm_chunked(
 
 
 class _ChunkStream:
-    """Calling it starts a pass: an iterator of the chunks' model rows.  The first pass
+    """Passes over a chunk source in a loop (a :class:`RowPasses`).  The first pass
     checks the values (response range, weights, design), naming the chunk and row."""
 
     def __init__(self, source: ChunkSource, plan: ModelPlan) -> None:
         self.source, self.plan = source, plan
         self.passes = 0
-        self.has_offset = bool(plan.terms.offset_terms) or plan.offset is not None
 
-    def __call__(self) -> Iterator[ChunkData]:
+    def map_sum(self, fn: Callable[[ChunkData], S]) -> S | None:
+        total: S | None = None
+        for data in self._rows():
+            part = fn(data)
+            total = part if total is None else total + part
+        return total
+
+    def _rows(self) -> Iterator[ChunkData]:
         check = self.passes == 0
         self.passes += 1
         for chunk in self.source.chunks(self.plan.columns):
@@ -147,19 +158,21 @@ def _r_mustart(data: ChunkData, inp: IRLSInputs) -> Array:
     return inp.family.starting_mu(inp.y, inp.weights)
 
 
+def _full_fit_mu(data: ChunkData, inp: IRLSInputs, beta: Array) -> Array:
+    """The full fit's means on a chunk, g^{-1}(X beta + offset)."""
+    eta = np.asarray(data.X @ beta).ravel() + data.offset
+    return inp.family.link.inverse(eta)
+
+
 def _null_fit(
-    rows: _ChunkStream, fam: Family, res: StreamingResult, tol: float, max_iter: int
+    rows: RowPasses, fam: Family, res: StreamingResult, tol: float, max_iter: int
 ) -> StreamingResult:
     """R's null model with an offset: the intercept-only fit started from the full
     fit's means (mustart = fitted values, recomputed per chunk)."""
-
-    def full_fit_mu(data: ChunkData, inp: IRLSInputs) -> Array:
-        eta = np.asarray(data.X @ res.beta).ravel() + data.offset
-        return fam.link.inverse(eta)
-
+    start_mu: Callable[[ChunkData, IRLSInputs], Array] = partial(_full_fit_mu, beta=res.beta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return streaming_irls(rows, _ones_design, fam, full_fit_mu, tol, max_iter)
+        return streaming_irls(rows, _ones_design, fam, start_mu, tol, max_iter)
 
 
 def _saved_fit(

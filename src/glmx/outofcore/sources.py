@@ -157,45 +157,92 @@ class Survey:
     n_chunks: int
 
 
-def survey(source: ChunkSource, columns: Sequence[str]) -> Survey:
-    """The first pass over the data (see :class:`Survey`)."""
-    n_rows = n_dropped = n_chunks = 0
-    na_counts = dict.fromkeys(columns, 0)
+@dataclass
+class SurveyPart:
+    """The first pass's sums over some chunks; ``+`` adds a later chunk's (the reduction:
+    counts add, the factor values seen are united, a categorical's categories keep their
+    first-seen order and the example is the earliest complete row)."""
+
+    n_rows: int
+    n_dropped: int
+    na_counts: dict[str, int]
+    seen: dict[str, set[Any]]  # factor columns: the values seen in complete rows
+    order: dict[str, list[Any]]  # categorical columns: their categories, in order
+    example: pd.DataFrame | None
+    n_chunks: int
+
+    def __add__(self, other: SurveyPart) -> SurveyPart:
+        seen = {c: set(v) for c, v in self.seen.items()}
+        for c, values in other.seen.items():
+            seen.setdefault(c, set()).update(values)
+        order = {c: list(v) for c, v in self.order.items()}
+        for c, cats in other.order.items():
+            known = set(order.setdefault(c, []))
+            order[c].extend(v for v in cats if v not in known)
+        na_counts = {c: n + other.na_counts.get(c, 0) for c, n in self.na_counts.items()}
+        return SurveyPart(
+            self.n_rows + other.n_rows,
+            self.n_dropped + other.n_dropped,
+            na_counts,
+            seen,
+            order,
+            self.example if self.example is not None else other.example,
+            self.n_chunks + other.n_chunks,
+        )
+
+
+def survey_chunk(df: pd.DataFrame, columns: Sequence[str]) -> SurveyPart:
+    """One chunk's part of the first pass (the map)."""
+    na = df.isna()
+    drop = np.asarray(na.any(axis=1))
+    kept = df.loc[~drop]
     seen: dict[str, set[Any]] = {}
-    order: dict[str, list[Any]] = {}  # categorical columns: their categories, in order
-    example: pd.DataFrame | None = None
-    for chunk in source.chunks(columns):
-        df = chunk.frame
-        n_chunks += 1
-        na = df.isna()
-        for c in columns:
-            na_counts[c] += int(na[c].sum())
-        drop = np.asarray(na.any(axis=1))
-        n_rows += len(df)
-        n_dropped += int(drop.sum())
-        kept = df.loc[~drop]
-        if example is None and len(kept):
-            example = kept.iloc[:1]
-        for c in columns:
-            col = kept[c]
-            if not is_factor(col):
-                continue
-            seen.setdefault(c, set()).update(pd.unique(col.to_numpy(dtype=object)))
-            if isinstance(col.dtype, pd.CategoricalDtype):
-                cats = order.setdefault(c, [])
-                cats.extend(v for v in col.cat.categories if v not in set(cats))
-    if n_rows == 0:
+    order: dict[str, list[Any]] = {}
+    for c in columns:
+        col = kept[c]
+        if not is_factor(col):
+            continue
+        seen[c] = set(pd.unique(col.to_numpy(dtype=object)))
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            order[c] = list(col.cat.categories)
+    return SurveyPart(
+        n_rows=len(df),
+        n_dropped=int(drop.sum()),
+        na_counts={c: int(na[c].sum()) for c in columns},
+        seen=seen,
+        order=order,
+        example=kept.iloc[:1] if len(kept) else None,
+        n_chunks=1,
+    )
+
+
+def finish_survey(total: SurveyPart | None, columns: Sequence[str]) -> Survey:
+    """The survey from the sum of the chunks' parts (None: no chunk)."""
+    if total is None or total.n_rows == 0:
         raise DataError("the data have no rows")
-    if example is None:
+    if total.example is None:
         raise DataError(
-            f"no rows left after removing {n_dropped} row(s) with missing values in "
+            f"no rows left after removing {total.n_dropped} row(s) with missing values in "
             f"{', '.join(columns)}"
         )
     levels = {
-        c: [v for v in order[c] if v in values] if c in order else _sorted_levels(values, c)
-        for c, values in seen.items()
+        c: [v for v in total.order[c] if v in values]
+        if c in total.order
+        else _sorted_levels(values, c)
+        for c, values in total.seen.items()
     }
-    return Survey(n_rows, n_dropped, na_counts, levels, example, n_chunks)
+    return Survey(
+        total.n_rows, total.n_dropped, total.na_counts, levels, total.example, total.n_chunks
+    )
+
+
+def survey(source: ChunkSource, columns: Sequence[str]) -> Survey:
+    """The first pass over the data (see :class:`Survey`)."""
+    total: SurveyPart | None = None
+    for chunk in source.chunks(columns):
+        part = survey_chunk(chunk.frame, columns)
+        total = part if total is None else total + part
+    return finish_survey(total, columns)
 
 
 def _sorted_levels(values: set[Any], column: str) -> list[Any]:
@@ -209,4 +256,15 @@ def _sorted_levels(values: set[Any], column: str) -> list[Any]:
         ) from None
 
 
-__all__ = ["Chunk", "ChunkSource", "FrameSource", "ParquetSource", "Survey", "as_source", "survey"]
+__all__ = [
+    "Chunk",
+    "ChunkSource",
+    "FrameSource",
+    "ParquetSource",
+    "Survey",
+    "SurveyPart",
+    "as_source",
+    "finish_survey",
+    "survey",
+    "survey_chunk",
+]

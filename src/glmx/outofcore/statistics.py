@@ -15,8 +15,8 @@ are sums over rows at the final estimates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -25,7 +25,14 @@ from glmx.families.base import Family
 from glmx.families.exponential import Binomial, Gaussian, Poisson
 from glmx.families.links import EPS
 from glmx.outofcore.chunkdesign import ChunkData
-from glmx.outofcore.streaming import Design, Point, StartMu, chunk_inputs, linear_predictor
+from glmx.outofcore.streaming import (
+    Design,
+    Point,
+    RowPasses,
+    StartMu,
+    chunk_inputs,
+    linear_predictor,
+)
 from glmx.solvers.elementwise import working_weights_and_residuals
 from glmx.solvers.state import Array
 
@@ -125,7 +132,7 @@ def _boundary_count(family: Family, mu: Array, w: Array) -> int:
 
 
 def final_pass(
-    chunks: Callable[[], Iterator[ChunkData]],
+    rows: RowPasses,
     design: Design,
     family: Family,
     beta: Array,
@@ -134,10 +141,12 @@ def final_pass(
     totals: FitTotals,
 ) -> FinalSums:
     """The statistics pass: the sum of chunk_final_sums over every chunk."""
-    out = FinalSums()
-    for data in chunks():
-        out = out + chunk_final_sums(data, design, family, beta, last_point, start_mu, totals)
-    return out
+    fn = partial(
+        chunk_final_sums, design=design, family=family, beta=beta, last_point=last_point,
+        start_mu=start_mu, totals=totals,
+    )  # fmt: skip
+    out = rows.map_sum(fn)
+    return FinalSums() if out is None else out
 
 
 __all__ = ["FinalSums", "FitTotals", "chunk_final_sums", "final_pass"]

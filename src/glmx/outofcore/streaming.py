@@ -11,23 +11,25 @@ So a step is: solve, then one pass at the new beta, which gives its deviance (ac
 halve, as :mod:`glmx.solvers.irls`) and, if accepted, the next normal equations.  A
 halving costs one more pass.  No vector of length n is kept: memory is one chunk plus
 p x p.  :func:`chunk_partials` (one chunk to its sums) and the sum of Partials are the
-map and the reduction a distributed backend (Dask partitions) would run.
+map and the reduction; a :class:`RowPasses` runs them, in a loop over chunks or as tasks
+over the partitions of a Dask DataFrame (:mod:`glmx.outofcore.daskbackend`).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from glmx.design.matrix import as_design
-from glmx.errors import BoundaryWarning, ConvergenceError, ConvergenceWarning
+from glmx.errors import ConvergenceError
 from glmx.families.base import Family
 from glmx.outofcore.chunkdesign import ChunkData
 from glmx.solvers.elementwise import fitted_and_deviance, working_weights_and_residuals
-from glmx.solvers.irls import MAX_HALVINGS
+from glmx.solvers.irls import MAX_HALVINGS, warn_outcome
 from glmx.solvers.linalg import EigenFactorization, Factorization, factorize, factorize_kept
 from glmx.solvers.state import Array, FitLog, IRLSInputs
 
@@ -35,6 +37,21 @@ from glmx.solvers.state import Array, FitLog, IRLSInputs
 Design = Callable[[ChunkData], object]
 # a chunk's starting means (R's mustart) when the fit starts without coefficients
 StartMu = Callable[[ChunkData, IRLSInputs], Array]
+
+
+class Summable(Protocol):
+    def __add__(self: S, other: S, /) -> S: ...
+
+
+S = TypeVar("S", bound=Summable)
+
+
+class RowPasses(Protocol):
+    """Runs passes over the data: ``map_sum(fn)`` applies ``fn`` to every chunk's model
+    rows and returns the sum of the results (None when no chunk has rows).  The first
+    pass also checks the values (response range, weights, design)."""
+
+    def map_sum(self, fn: Callable[[ChunkData], S]) -> S | None: ...
 
 
 @dataclass(frozen=True)
@@ -109,17 +126,11 @@ def chunk_partials(
 
 
 def one_pass(
-    chunks: Callable[[], Iterator[ChunkData]],
-    design: Design,
-    family: Family,
-    point: Point,
-    start_mu: StartMu,
+    rows: RowPasses, design: Design, family: Family, point: Point, start_mu: StartMu
 ) -> Partials:
     """The sum of chunk_partials over every chunk: one pass over the data."""
-    total: Partials | None = None
-    for data in chunks():
-        part = chunk_partials(data, design, family, point, start_mu)
-        total = part if total is None else total + part
+    fn = partial(chunk_partials, design=design, family=family, point=point, start_mu=start_mu)
+    total = rows.map_sum(fn)
     if total is None:
         raise ConvergenceError("the data yielded no rows to fit")
     return total
@@ -146,7 +157,7 @@ class StreamingResult:
 
 
 def streaming_irls(
-    chunks: Callable[[], Iterator[ChunkData]],
+    rows: RowPasses,
     design: Design,
     family: Family,
     start_mu: StartMu,
@@ -155,7 +166,7 @@ def streaming_irls(
 ) -> StreamingResult:
     """R's IRLS from mustart, one pass per step (see the module docstring)."""
     passes = 1
-    here = one_pass(chunks, design, family, Point(None), start_mu)
+    here = one_pass(rows, design, family, Point(None), start_mu)
     if not (np.isfinite(here.deviance) and here.valid):
         raise ConvergenceError(
             f"cannot find valid starting values for the {family.name} family with the "
@@ -180,7 +191,7 @@ def streaming_irls(
         beta_new[fac.aliased] = 0.0
         last_point = point
         beta, nxt, halvings, bad_steps, used = _step(
-            chunks, design, family, start_mu, beta_new, point.beta, dev_old
+            rows, design, family, start_mu, beta_new, point.beta, dev_old
         )
         passes += used
         boundary |= bad_steps
@@ -191,20 +202,7 @@ def streaming_irls(
             converged = True
             break
         dev_old = dev
-    if not converged:
-        warnings.warn(
-            f"IRLS did not converge in {max_iter} iterations (last relative deviance "
-            "change above tol); raise max_iter or check the model",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    if boundary:
-        warnings.warn(
-            "IRLS stopped at a boundary value (steps were halved to keep the fitted values "
-            "valid); the estimates may be on the edge of the parameter space",
-            BoundaryWarning,
-            stacklevel=3,
-        )
+    warn_outcome(converged, boundary, max_iter)
     assert point.beta is not None
     return StreamingResult(
         coef=np.where(fac.aliased, np.nan, point.beta),
@@ -223,7 +221,7 @@ def streaming_irls(
 
 
 def _step(
-    chunks: Callable[[], Iterator[ChunkData]],
+    rows: RowPasses,
     design: Design,
     family: Family,
     start_mu: StartMu,
@@ -236,7 +234,7 @@ def _step(
     beta, its pass, the halvings, whether any was for validity, and the passes used."""
     beta, halvings, boundary, used = beta_new, 0, False, 0
     while True:
-        part = one_pass(chunks, design, family, Point(beta), start_mu)
+        part = one_pass(rows, design, family, Point(beta), start_mu)
         used += 1
         dev = part.deviance
         bad = not np.isfinite(dev) or not part.valid
@@ -253,11 +251,19 @@ def _step(
                     "IRLS could not find a valid step (fitted values outside the family's "
                     "range); try another link"
                 )
-            part = one_pass(chunks, design, family, Point(coef_old), start_mu)
+            part = one_pass(rows, design, family, Point(coef_old), start_mu)
             return coef_old, part, halvings, boundary, used + 1
         boundary |= bad
         beta = (beta + coef_old) / 2.0
         halvings += 1
 
 
-__all__ = ["Partials", "Point", "StreamingResult", "chunk_partials", "one_pass", "streaming_irls"]
+__all__ = [
+    "Partials",
+    "Point",
+    "RowPasses",
+    "StreamingResult",
+    "chunk_partials",
+    "one_pass",
+    "streaming_irls",
+]
