@@ -188,3 +188,25 @@ def test_glm_on_a_parquet_path_streams_it(data: pd.DataFrame, parquet_dir: str) 
         glmx.glm(formula, parquet_dir, family=family, cov_type="HC0", **kw)
     with pytest.raises(glmx.DataError, match="no Parquet file or directory"):
         glmx.glm(formula, parquet_dir + "-nosuch", family=family, **kw)
+
+
+def test_progress_line_counts_passes(data: pd.DataFrame, monkeypatch) -> None:
+    import io
+
+    import glmx.progress
+
+    out = io.StringIO()
+    original = glmx.progress.Progress.__init__
+
+    def immediate(self, label, delay=2.0, enabled=None, stream=None, unit="step"):
+        original(self, label, delay=0.0, enabled=enabled, stream=out, unit=unit)
+
+    monkeypatch.setattr(glmx.progress.Progress, "__init__", immediate)
+    formula, family, kw = CASES[0]
+    fit = glm_chunked(formula, data, family=family, chunk_rows=10_000, progress=True, **kw)
+    text = out.getvalue()
+    assert text.startswith("\rglmx.glm_chunked: pass 2, deviance ") and text.endswith("\n")
+    assert f"pass {1 + fit.n_iter}, " in text  # the survey, then one pass per step
+    out.truncate(0)
+    glm_chunked(formula, data, family=family, chunk_rows=10_000, progress=False, **kw)
+    assert out.getvalue() == ""

@@ -30,7 +30,8 @@ def interactive() -> bool:
 
 
 class Progress:
-    """``update(step, **values)`` redraws ``label: step k, name value, ...`` in place."""
+    """``update(step, **values)`` redraws ``label: step k, name value, ...`` in place
+    (``unit`` names the steps: optimizer steps, passes over the data)."""
 
     def __init__(
         self,
@@ -38,8 +39,10 @@ class Progress:
         delay: float = 2.0,
         enabled: bool | None = None,
         stream: TextIO | None = None,
+        unit: str = "step",
     ) -> None:
         self.label = label
+        self.unit = unit
         self.delay = delay
         self.enabled = interactive() if enabled is None else enabled
         self.stream = stream if stream is not None else sys.stderr
@@ -50,7 +53,7 @@ class Progress:
     def update(self, step: int, **values: float) -> None:
         if not self.enabled or time.perf_counter() - self.start < self.delay:
             return
-        parts = [f"{self.label}: step {step}"]
+        parts = [f"{self.label}: {self.unit} {step}"]
         parts += [f"{name} {value:.6g}" for name, value in values.items()]
         parts.append(f"{time.perf_counter() - self.start:.1f} s")
         line = ", ".join(parts)

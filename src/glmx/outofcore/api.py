@@ -29,6 +29,7 @@ from glmx.outofcore.results import ChunkedGLM
 from glmx.outofcore.sources import ChunkSource, as_source, survey
 from glmx.outofcore.statistics import FinalSums, FitTotals, final_pass
 from glmx.outofcore.streaming import RowPasses, S, StreamingResult, streaming_irls
+from glmx.progress import Progress
 from glmx.results.loaded import SavedFit
 from glmx.solvers.state import Array, IRLSInputs
 
@@ -43,6 +44,7 @@ def glm_chunked(
     chunk_rows: int = 1_000_000,
     tol: float = 1e-10,
     max_iter: int = 100,
+    progress: bool | None = None,
 ) -> ChunkedGLM:
     """Fit a GLM to data read in chunks: the estimates, covariance and fit statistics of
     ``glmx.glm`` (R's ``glm``), with memory bounded by one chunk.
@@ -56,6 +58,8 @@ def glm_chunked(
     columns.  Rows with a
     missing value in a used column are dropped and counted (``n_dropped``).  The result
     has no per-row values (fitted values, residuals): see :class:`ChunkedGLM`.
+    ``progress`` shows a line with the passes and the deviance once the fit has run two
+    seconds (default: in a terminal or notebook only).
     """
     fam = get_family(family, link)
     if isinstance(fam, NegativeBinomial):
@@ -79,9 +83,12 @@ def glm_chunked(
     plan = plan_model(formula, fam, weights, offset, columns, found)
     rows: RowPasses = src.passes(plan) if isinstance(src, DaskSource) else _ChunkStream(src, plan)
 
-    with warnings.catch_warnings(record=True) as caught:
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        Progress("glmx.glm_chunked", enabled=progress, unit="pass") as bar,
+    ):
         warnings.simplefilter("always")
-        res = streaming_irls(rows, _full_design, fam, _r_mustart, tol, max_iter)
+        res = streaming_irls(rows, _full_design, fam, _r_mustart, tol, max_iter, bar)
         passes = 1 + res.n_passes
         null_fit = None
         if plan.has_intercept and (bool(plan.terms.offset_terms) or plan.offset is not None):

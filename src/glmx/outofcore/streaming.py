@@ -163,8 +163,10 @@ def streaming_irls(
     start_mu: StartMu,
     tol: float,
     max_iter: int,
+    progress: Callable[[int, float], None] | None = None,
 ) -> StreamingResult:
-    """R's IRLS from mustart, one pass per step (see the module docstring)."""
+    """R's IRLS from mustart, one pass per step (see the module docstring);
+    ``progress(passes, deviance)`` is called after each step."""
     passes = 1
     here = one_pass(rows, design, family, Point(None), start_mu)
     if not (np.isfinite(here.deviance) and here.valid):
@@ -198,6 +200,8 @@ def streaming_irls(
         dev = nxt.deviance
         log.record(dev, halvings)
         point, here = Point(beta), nxt
+        if progress is not None:
+            progress(passes, dev)
         if abs(dev - dev_old) / (abs(dev) + 0.1) < tol:
             converged = True
             break
