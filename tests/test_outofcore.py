@@ -12,45 +12,18 @@ import pytest
 import glmx
 from glmx.errors import DataError
 from glmx.outofcore import ChunkedGLM, glm_chunked
+from outofcore_cases import CASES, RTOL, make_data, rel
 
 pq = pytest.importorskip("pyarrow.parquet")
 pa = pytest.importorskip("pyarrow")
 
 N_FILES = 5
 ROWS_PER_FILE = 10_000
-RTOL = 1e-8
-
-
-def _data(seed: int = 7) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    n = N_FILES * ROWS_PER_FILE
-    x = rng.normal(size=n)
-    g = rng.choice(["north", "east", "South", "west"], size=n)
-    exposure = rng.uniform(0.5, 3.0, size=n)
-    bump = np.select([g == "east", g == "South"], [0.3, -0.2], 0.0)
-    trials = rng.integers(1, 12, size=n).astype(float)
-    p = 1.0 / (1.0 + np.exp(-(-0.4 + 0.6 * x + bump)))
-    df = pd.DataFrame(
-        {
-            "x": x,
-            "g": g,
-            "log_exposure": np.log(exposure),
-            "count": rng.poisson(exposure * np.exp(0.2 + 0.4 * x + bump)).astype(float),
-            "event": rng.binomial(1, p).astype(float),
-            "trials": trials,
-            "prop": rng.binomial(trials.astype(int), p) / trials,
-            "cost": rng.gamma(3.0, np.exp(1.0 + 0.3 * x + bump) / 3.0),
-        }
-    )
-    # missing values in used columns: dropped and counted, as R's na.omit
-    df.loc[[11, 12_345, 33_333], "x"] = np.nan
-    df.loc[[40_001], "g"] = None
-    return df
 
 
 @pytest.fixture(scope="module")
 def data() -> pd.DataFrame:
-    return _data()
+    return make_data(N_FILES * ROWS_PER_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -62,31 +35,18 @@ def parquet_dir(data: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) ->
     return str(root)
 
 
-def _rel(a: object, b: object) -> float:
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
-
-
 def _assert_same_fit(chunked: ChunkedGLM, full: glmx.GLMResults, rtol: float = RTOL) -> None:
     assert list(chunked.coef.index) == list(full.coef.index)
     for name in ("coef", "se"):
-        assert _rel(getattr(chunked, name), getattr(full, name)) < rtol, name
+        assert rel(getattr(chunked, name), getattr(full, name)) < rtol, name
     for name in ("deviance", "null_deviance", "aic", "bic", "loglik", "dispersion"):
-        assert _rel(getattr(chunked, name), getattr(full, name)) < rtol, name
-    assert _rel(chunked.vcov.to_numpy(), full.vcov.to_numpy()) < rtol
+        assert rel(getattr(chunked, name), getattr(full, name)) < rtol, name
+    assert rel(chunked.vcov.to_numpy(), full.vcov.to_numpy()) < rtol
     assert chunked.nobs == full.nobs
     assert chunked.df_resid == full.df_resid and chunked.df_null == full.df_null
     assert chunked.n_dropped == full.n_dropped == 4
     assert chunked.n_iter == full.n_iter
     assert chunked.converged
-
-
-CASES = [
-    ("count ~ x + g + offset(log_exposure)", "poisson", {}),
-    ("event ~ x * g", "binomial", {}),
-    ("prop ~ x + g", "binomial", {"weights": "trials"}),
-    ("cost ~ x + g", "gamma", {"link": "log"}),
-]
 
 
 @pytest.mark.parametrize(("formula", "family", "kw"), CASES, ids=[c[1] for c in CASES])
@@ -116,9 +76,9 @@ def test_row_order_and_chunk_size_do_not_change_the_fit(data: pd.DataFrame) -> N
     shuffled = data.sample(frac=1.0, random_state=3)
     b = glm_chunked(formula, shuffled, family="poisson", chunk_rows=17_000)
     for name in ("coef", "se"):
-        assert _rel(getattr(a, name), getattr(b, name)) < 1e-10
+        assert rel(getattr(a, name), getattr(b, name)) < 1e-10
     for name in ("deviance", "null_deviance", "aic", "dispersion"):
-        assert _rel(getattr(a, name), getattr(b, name)) < 1e-10
+        assert rel(getattr(a, name), getattr(b, name)) < 1e-10
 
 
 def test_factor_levels_in_r_order_even_when_a_chunk_lacks_some(data: pd.DataFrame) -> None:
@@ -149,13 +109,13 @@ def test_bad_value_in_a_frame_chunk_names_the_chunk(data: pd.DataFrame) -> None:
 
 
 def test_rows_with_missing_values_are_dropped_and_counted() -> None:
-    df = _data(seed=11).iloc[:3_000].copy()
+    df = make_data(N_FILES * ROWS_PER_FILE, seed=11).iloc[:3_000].copy()
     df.loc[[0, 5, 2_999], "cost"] = np.nan
     chunked = glm_chunked("cost ~ x + g", df, family="gamma", link="log", chunk_rows=1_000)
     full = glmx.glm("cost ~ x + g", df, family="gamma", link="log")
     assert chunked.n_dropped == full.n_dropped == 4  # row 11 (x) and three costs
     assert chunked.nobs == full.nobs == 2_996
-    assert _rel(chunked.coef, full.coef) < RTOL
+    assert rel(chunked.coef, full.coef) < RTOL
 
 
 def test_row_level_outputs_say_they_need_the_data(data: pd.DataFrame) -> None:
@@ -170,7 +130,7 @@ def test_row_level_outputs_say_they_need_the_data(data: pd.DataFrame) -> None:
     # predictions on new data use the fit's design state
     full = glmx.glm("event ~ x", data, family="binomial")
     new = data.iloc[:50].dropna()
-    assert _rel(chunked.predict(new), full.predict(new)) < RTOL
+    assert rel(chunked.predict(new), full.predict(new)) < RTOL
 
 
 def test_a_one_shot_iterator_is_refused(data: pd.DataFrame) -> None:

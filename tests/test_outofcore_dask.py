@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterator
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,6 +18,7 @@ import glmx
 from glmx.errors import DataError
 from glmx.outofcore import ChunkedGLM, glm_chunked
 from glmx.outofcore.daskbackend import is_dask_dataframe
+from outofcore_cases import CASES, RTOL, make_data, rel
 
 dask = pytest.importorskip("dask")
 dd = pytest.importorskip("dask.dataframe")
@@ -26,37 +26,11 @@ distributed = pytest.importorskip("distributed")
 
 N_PARTITIONS = 5
 ROWS = 50_000
-RTOL = 1e-8
-
-
-def _data(seed: int = 7) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=ROWS)
-    g = rng.choice(["north", "east", "South", "west"], size=ROWS)
-    exposure = rng.uniform(0.5, 3.0, size=ROWS)
-    bump = np.select([g == "east", g == "South"], [0.3, -0.2], 0.0)
-    trials = rng.integers(1, 12, size=ROWS).astype(float)
-    p = 1.0 / (1.0 + np.exp(-(-0.4 + 0.6 * x + bump)))
-    df = pd.DataFrame(
-        {
-            "x": x,
-            "g": g,
-            "log_exposure": np.log(exposure),
-            "count": rng.poisson(exposure * np.exp(0.2 + 0.4 * x + bump)).astype(float),
-            "event": rng.binomial(1, p).astype(float),
-            "trials": trials,
-            "prop": rng.binomial(trials.astype(int), p) / trials,
-            "cost": rng.gamma(3.0, np.exp(1.0 + 0.3 * x + bump) / 3.0),
-        }
-    )
-    df.loc[[11, 12_345, 33_333], "x"] = np.nan  # dropped and counted, as R's na.omit
-    df.loc[[40_001], "g"] = None
-    return df
 
 
 @pytest.fixture(scope="module")
 def data() -> pd.DataFrame:
-    return _data()
+    return make_data(ROWS)
 
 
 @pytest.fixture(scope="module")
@@ -81,19 +55,6 @@ def scheduler(request: pytest.FixtureRequest, cluster: distributed.LocalCluster)
         yield "threads"
 
 
-def _rel(a: object, b: object) -> float:
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
-
-
-CASES = [
-    ("count ~ x + g + offset(log_exposure)", "poisson", {}),
-    ("event ~ x * g", "binomial", {}),
-    ("prop ~ x + g", "binomial", {"weights": "trials"}),
-    ("cost ~ x + g", "gamma", {"link": "log"}),
-]
-
-
 @pytest.mark.parametrize(("formula", "family", "kw"), CASES, ids=[c[1] for c in CASES])
 def test_dask_dataframe_fit_matches_in_memory_fit(
     data: pd.DataFrame, scheduler: str, formula: str, family: str, kw: dict[str, str]
@@ -113,10 +74,10 @@ def test_dask_dataframe_fit_matches_in_memory_fit(
     assert list(fit.coef.index) == list(full.coef.index)
     assert "g[T.east]" in fit.coef.index
     for name in ("coef", "se"):
-        assert _rel(getattr(fit, name), getattr(full, name)) < RTOL, name
+        assert rel(getattr(fit, name), getattr(full, name)) < RTOL, name
     for name in ("deviance", "null_deviance", "aic", "bic", "loglik", "dispersion"):
-        assert _rel(getattr(fit, name), getattr(full, name)) < RTOL, name
-    assert _rel(fit.vcov.to_numpy(), full.vcov.to_numpy()) < RTOL
+        assert rel(getattr(fit, name), getattr(full, name)) < RTOL, name
+    assert rel(fit.vcov.to_numpy(), full.vcov.to_numpy()) < RTOL
     assert fit.nobs == full.nobs and fit.df_resid == full.df_resid
     assert fit.n_dropped == full.n_dropped == 4
     assert fit.n_iter == full.n_iter and fit.converged
@@ -184,6 +145,6 @@ def test_glm_on_a_dask_dataframe_streams_it(data: pd.DataFrame, scheduler: str) 
     fit = glmx.glm(formula, dd.from_pandas(data, npartitions=N_PARTITIONS), family=family, **kw)
     assert isinstance(fit, ChunkedGLM)
     for name in ("coef", "se", "deviance", "aic"):
-        assert _rel(getattr(fit, name), getattr(full, name)) < RTOL, name
+        assert rel(getattr(fit, name), getattr(full, name)) < RTOL, name
     with pytest.raises(DataError, match="a Dask DataFrame does not take cov_type"):
         glmx.glm(formula, dd.from_pandas(data, npartitions=2), family=family, cov_type="HC0")

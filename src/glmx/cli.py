@@ -193,21 +193,24 @@ def _stat_label(fit: Any) -> str:
 
 def fit_json(fit: Any) -> str:
     """The coefficient table and fit statistics as a JSON document (NaN as null)."""
-    tab = fit.coef_table
-    coefs = [
-        {"term": str(term), **{c: _num(row[c]) for c in tab.columns}}
-        for term, row in tab.iterrows()
-    ]
     doc = {
         "call": fit._fit.call,
         "family": fit.family.name,
         "link": fit.link,
         "statistic": _stat_label(fit),
-        "coefficients": coefs,
+        "coefficients": _coef_records(fit.coef_table),
         "statistics": fit_statistics(fit),
         "warnings": list(fit.warnings),
     }
     return json.dumps(doc, indent=2, allow_nan=False)
+
+
+def _coef_records(tab: pd.DataFrame) -> list[dict[str, Any]]:
+    """A coefficient table as JSON records (term, estimate, std_error, statistic, p_value)."""
+    return [
+        {"term": str(term), **{c: _num(row[c]) for c in tab.columns}}
+        for term, row in tab.iterrows()
+    ]
 
 
 def _md_pval(p: float) -> str:
@@ -226,19 +229,26 @@ def _md(x: Any, digits: int = 6) -> str:
 
 def fit_markdown(fit: Any) -> str:
     """A markdown coefficient table and a table of fit statistics."""
-    k = _stat_label(fit)
-    tab = fit.coef_table
-    lines = [f"`{fit._fit.call}`", ""]
-    lines += [
+    lines = [f"`{fit._fit.call}`", "", *_md_coefficients(fit.coef_table, _stat_label(fit))]
+    return "\n".join(lines + _md_statistics(fit_statistics(fit)))
+
+
+def _md_coefficients(tab: pd.DataFrame, k: str) -> list[str]:
+    """A coefficient table in markdown, ``k`` the statistic ('z' or 't')."""
+    lines = [
         f"| term | estimate | std. error | {k} value | Pr(>\\|{k}\\|) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for term, row in tab.iterrows():
         cells = [_md(str(term))] + [_md(row[c]) for c in tab.columns[:3]]
         lines.append("| " + " | ".join(cells + [_md_pval(float(row[tab.columns[3]]))]) + " |")
-    lines += ["", "| statistic | value |", "| --- | ---: |"]
-    lines += [f"| {name} | {_md(v)} |" for name, v in fit_statistics(fit).items()]
-    return "\n".join(lines)
+    return lines
+
+
+def _md_statistics(stats: dict[str, Any]) -> list[str]:
+    return ["", "| statistic | value |", "| --- | ---: |"] + [
+        f"| {name} | {_md(v)} |" for name, v in stats.items()
+    ]
 
 
 # --- predict, demo, glmm -------------------------------------------------------------------
@@ -293,15 +303,12 @@ def glmm_statistics(fit: Any) -> dict[str, Any]:
 
 def glmm_json(fit: Any) -> str:
     """Fixed effects, variance components and fit statistics as a JSON document."""
-    tab = fit.coef_table
     doc = {
         "call": fit.call,
         "family": fit.family.name,
         "link": fit.link_name,
         "statistic": "t" if fit.is_lmm else "z",
-        "coefficients": [
-            {"term": str(t), **{c: _num(row[c]) for c in tab.columns}} for t, row in tab.iterrows()
-        ],
+        "coefficients": _coef_records(fit.coef_table),
         "random_effects": [
             {
                 k: (_num(v) if k in ("vcov", "sdcor") else (None if v != v else v))
@@ -319,13 +326,7 @@ def glmm_json(fit: Any) -> str:
 
 def glmm_markdown(fit: Any) -> str:
     """Markdown tables: fixed effects, variance components, fit statistics."""
-    k = "t" if fit.is_lmm else "z"
-    tab = fit.coef_table
-    lines = [f"`{fit.call}`", "", f"| term | estimate | std. error | {k} value | Pr(>\\|{k}\\|) |"]
-    lines.append("| --- | ---: | ---: | ---: | ---: |")
-    for term, row in tab.iterrows():
-        cells = [_md(str(term))] + [_md(row[c]) for c in tab.columns[:3]]
-        lines.append("| " + " | ".join(cells + [_md_pval(float(row[tab.columns[3]]))]) + " |")
+    lines = [f"`{fit.call}`", "", *_md_coefficients(fit.coef_table, "t" if fit.is_lmm else "z")]
     lines += ["", "| group | term | term 2 | variance / covariance | sd / correlation |"]
     lines.append("| --- | --- | --- | ---: | ---: |")
     for r in fit.varcorr.to_dict("records"):
@@ -334,9 +335,7 @@ def glmm_markdown(fit: Any) -> str:
             for c in ("grp", "var1", "var2")
         ]
         lines.append("| " + " | ".join(names + [_md(r["vcov"]), _md(r["sdcor"])]) + " |")
-    lines += ["", "| statistic | value |", "| --- | ---: |"]
-    lines += [f"| {name} | {_md(v)} |" for name, v in glmm_statistics(fit).items()]
-    return "\n".join(lines)
+    return "\n".join(lines + _md_statistics(glmm_statistics(fit)))
 
 
 # --- the parser ----------------------------------------------------------------------------
@@ -345,6 +344,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"glmx: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_format(parser: argparse.ArgumentParser, like: str) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help=f"summary format (default text, as {like})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,12 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--theta", type=float, help="negative_binomial: fixed theta (default: ML)")
     f.add_argument("--power", type=float, help="tweedie: variance power (default 1.5)")
     f.add_argument("--save", metavar="FILE", help="save the fitted model as JSON")
-    f.add_argument(
-        "--format",
-        choices=("text", "json", "markdown"),
-        default="text",
-        help="summary format (default text, as R's summary.glm)",
-    )
+    _add_format(f, "R's summary.glm")
     f.set_defaults(run=cmd_fit)
 
     r = sub.add_parser(
@@ -447,12 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--offset", metavar="COL", help="column of offsets, on the link scale")
     g.add_argument("--ml", action="store_true", help="gaussian: maximum likelihood, not REML")
     g.add_argument("--nagq", type=int, default=1, help="quadrature points (default 1: Laplace)")
-    g.add_argument(
-        "--format",
-        choices=("text", "json", "markdown"),
-        default="text",
-        help="summary format (default text, as lme4's summary)",
-    )
+    _add_format(g, "lme4's summary")
     g.set_defaults(run=cmd_glmm)
     return p
 

@@ -59,11 +59,10 @@ class MixedResults:
     def coef_table(self) -> pd.DataFrame:
         """Estimate, standard error, statistic (t for LMMs, z for GLMMs) and p-value (Wald z
         for GLMMs; NaN for LMMs, as lme4, whose t has no agreed degrees of freedom)."""
+        tab = _coef_table(self.coef, self.se, None)
         if self.is_lmm:
-            tab = _coef_table(self.coef, self.se, None)
             tab["p_value"] = np.nan
-            return tab
-        return _coef_table(self.coef, self.se, None)
+        return tab
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:
         """Wald intervals for the fixed effects (lme4's ``confint(method = "Wald")``)."""
