@@ -31,7 +31,7 @@ from glmx.solvers.elementwise import total_deviance
 from glmx.solvers.irls import irls
 from glmx.solvers.negbin import fit_negative_binomial
 from glmx.solvers.separation import detect_separation
-from glmx.solvers.state import Array, IRLSInputs
+from glmx.solvers.state import Array, IRLSInputs, constant, is_constant
 
 
 def glm(
@@ -140,8 +140,20 @@ def glm_fit(
 
     X is used as given, like R's ``glm.fit``: add a column of ones for an intercept.
     ``intercept`` says whether X has one (for the null deviance); by default a column of
-    all ones is taken to be the intercept.  Missing values are an error here.
+    all ones is taken to be the intercept.  Missing values are an error here.  A dask
+    array X is streamed over its row blocks on the active Dask scheduler
+    (``glmx.outofcore.daskarrays``; the result keeps no per-row data).
     """
+    from glmx.outofcore.daskarrays import is_dask_collection
+
+    if any(is_dask_collection(v) for v in (X, y, weights, offset)):  # streamed
+        from glmx.outofcore.daskarrays import glm_fit_dask
+
+        streamed: Any = glm_fit_dask(
+            X, y, family, link, weights, freq_weights, offset, start, tol, max_iter,
+            column_names, intercept, method, cov_type, cluster,
+        )  # fmt: skip
+        return streamed
     fam = get_family(family, link)
     if isinstance(X, pd.DataFrame):
         column_names = column_names or [str(c) for c in X.columns]
@@ -291,8 +303,8 @@ def _validated(
         ("freq_weights", freq_weights, 1.0),
         ("offset", offset, 0.0),
     ):
-        if v is None:  # the default: nothing to check
-            out.append(np.full(n, default))
+        if v is None:  # the default: nothing to check, and no memory taken
+            out.append(constant(n, default))
             continue
         arr = _as_vector(v, name, n)
         _check_finite(arr, name)
@@ -332,7 +344,7 @@ def _fit(
     labels = None if rows is None else np.asarray(rows)
     options.check(fam, n)
     w, f, off = _validated(n, weights, freq_weights, offset, y, response_name)
-    if isinstance(fam, Binomial):
+    if isinstance(fam, Binomial) and not is_constant(w, 1.0):
         y = np.where(w > 0, y, 0.0)  # R: y[weights == 0] <- 0
     fam.check_response(y, w, response_name, rows)
     start_arr = None
@@ -411,8 +423,8 @@ def _null_deviance(inp: IRLSInputs, mu: Array, has_intercept: bool, method: str)
             null_mu = firth(dataclasses.replace(inp, X=ones, start=None, mustart=None)).mu
         return total_deviance(inp, null_mu)
     if not np.any(inp.offset != 0):
-        wtdmu = float(np.sum(wt * inp.y) / np.sum(wt))
-        return total_deviance(inp, np.full_like(inp.y, wtdmu))
+        wtdmu = float(np.dot(wt, inp.y) / np.sum(wt))
+        return total_deviance(inp, constant(inp.y.shape[0], wtdmu))
     ones = DenseDesign(np.ones((inp.y.shape[0], 1)), ["Intercept"])
     null_inp = dataclasses.replace(inp, X=ones, start=None, mustart=mu)
     with warnings.catch_warnings():

@@ -66,12 +66,14 @@ class DenseDesign:
 
     # Products in the same row-parallel threads as the Gram (not BLAS's own threads:
     # those spin for a while after a call and would take the cores from the next Gram)
-    def matvec(self, b: Array) -> Array:
+    def matvec(self, b: Array, out: Array | None = None) -> Array:
+        """X @ b, written into ``out`` when given."""
         n = self.shape[0]
         slices = row_slices(n, self.shape[1])
+        if out is None:
+            out = np.empty(n)
         if len(slices) == 1:
-            return self.X @ b
-        out = np.empty(n)
+            return np.matmul(self.X, b, out=out)
 
         def part(lo: int, hi: int) -> None:
             np.matmul(self.X[lo:hi], b, out=out[lo:hi])
@@ -95,16 +97,13 @@ class DenseDesign:
         if n <= self._block:
             G = self.X.T @ (self.X * w[:, None])
             return (G + G.T) / 2.0, (None if v is None else self.X.T @ v)
-        sw = np.sqrt(w)
         slices = row_slices(n, p, align=self._block)
-        parts = map_slices(lambda lo, hi: self._gram_part(sw, v, lo, hi), slices)
+        parts = map_slices(lambda lo, hi: self._gram_part(w, v, lo, hi), slices)
         c = np.sum([part[0] for part in parts], axis=0)
         rhs = None if v is None else np.sum([part[1] for part in parts], axis=0)  # type: ignore[arg-type]
         return (c + c.T) / 2.0, rhs
 
-    def _gram_part(
-        self, sw: Array, v: Array | None, lo: int, hi: int
-    ) -> tuple[Array, Array | None]:
+    def _gram_part(self, w: Array, v: Array | None, lo: int, hi: int) -> tuple[Array, Array | None]:
         """The rows lo:hi's X'WX (and their X'v) by chunked syrk."""
         p = self.shape[1]
         c = np.zeros((p, p))
@@ -114,16 +113,18 @@ class DenseDesign:
         # numpy runs B'B as a BLAS syrk and releases the GIL meanwhile (scipy's wrapper
         # would hold it, serializing the threads)
         buf = np.empty((p, self._block)) if fortran else np.empty((self._block, p))
+        sw = np.empty(self._block)
         for start in range(lo, hi, self._block):
             stop = min(start + self._block, hi)
             # rows scaled by sqrt(w): (sqrt(w) X)'(sqrt(w) X) = X' W X
+            swb = np.sqrt(w[start:stop], out=sw[: stop - start])
             if fortran:
                 blk = buf[:, : stop - start]  # p x b: the block's transpose
-                np.multiply(self.X.T[:, start:stop], sw[start:stop], out=blk)
+                np.multiply(self.X.T[:, start:stop], swb, out=blk)
                 c += blk @ blk.T
             else:
                 blk = buf[: stop - start]
-                np.multiply(self.X[start:stop], sw[start:stop, None], out=blk)
+                np.multiply(self.X[start:stop], swb[:, None], out=blk)
                 c += blk.T @ blk
             if rhs is not None:
                 assert v is not None

@@ -8,10 +8,14 @@ results up in a tree of ``FAN_IN``-way sums, and computes the root with
 ``dask.compute``, so it runs on the active scheduler: a ``distributed.Client`` when one
 is the default, the threaded scheduler otherwise.  Each pass reads every partition once
 (nothing is persisted) and only the sums (p x p at most) come back to the client.
+:class:`BlockPasses` is that machinery for any blocks of rows; the row blocks of dask
+arrays (:mod:`glmx.outofcore.daskarrays`) use it too.
 
 An invalid value raises :class:`glmx.errors.DataError` inside the partition's task,
 naming the column, the partition and the row in it; Dask passes a task's exception to
 the client (distributed does not retry a task that raised, only one whose worker died).
+The warnings of the first pass's checks (non-integer counts) are recorded in the task
+and issued again on the client, where a worker's own warnings never arrive.
 
 dask is imported only when a Dask DataFrame is fitted: glmx imports without it.
 """
@@ -19,7 +23,11 @@ dask is imported only when a Dask DataFrame is fitted: glmx imports without it.
 from __future__ import annotations
 
 import sys
+import threading
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from glmx.design.frames import to_pandas
@@ -28,6 +36,9 @@ from glmx.outofcore.sources import Chunk, Survey, SurveyPart, finish_survey, sur
 from glmx.outofcore.streaming import S
 
 FAN_IN = 8  # partial sums added per reduction task
+
+# catch_warnings swaps process-wide state: the tasks of one worker process take turns
+_WARNINGS_LOCK = threading.Lock()
 
 
 def is_dask_dataframe(data: Any) -> bool:
@@ -57,23 +68,47 @@ class DaskSource:
             dask.delayed(_partition_survey)(part, list(columns))
             for part in self.ddf[list(columns)].to_delayed()
         ]
-        (total,) = dask.compute(_tree_sum(parts))
-        return finish_survey(total, columns)
+        return finish_survey(compute_sum(parts), columns)
 
     def passes(self, plan: ModelPlan) -> DaskPasses:
         return DaskPasses(self.ddf, plan)
 
 
-class DaskPasses:
-    """The IRLS and statistics passes over the partitions (a
-    :class:`~glmx.outofcore.streaming.RowPasses`); the first checks the values."""
+@dataclass
+class Checked:
+    """A block's result in the first pass: the pass's value, the warnings its checks
+    raised (category and message) and ``found``, what the backend learns from the
+    values (summable, or None); ``+`` adds two blocks' results."""
 
-    def __init__(self, ddf: Any, plan: ModelPlan) -> None:
+    value: Any
+    warnings: tuple[tuple[type[Warning], str], ...] = ()
+    found: Any = None
+
+    def __add__(self, other: Checked) -> Checked:
+        new = tuple(w for w in other.warnings if w not in self.warnings)
+        return Checked(
+            _sum_present(self.value, other.value),
+            self.warnings + new,
+            _sum_present(self.found, other.found),
+        )
+
+
+class BlockPasses:
+    """The passes of a fit over blocks of rows of a Dask collection (a
+    :class:`~glmx.outofcore.streaming.RowPasses`): a pass is one task per block,
+    ``task(block, k, context, check, fn)``, whose results are added in a tree and
+    computed on the active scheduler.  The first pass checks the values (``check``); its
+    tasks return :class:`Checked`, whose warnings are issued here and whose ``found``
+    is kept."""
+
+    def __init__(self, blocks: Sequence[Any], context: Any, task: Callable[..., Any]) -> None:
         import dask
 
-        self._partitions = ddf[plan.columns].to_delayed()
-        self._plan = dask.delayed(plan)  # one key in the graph, shared by the tasks
+        self._blocks = list(blocks)
+        self._context = dask.delayed(context)  # one key in the graph, shared by the tasks
+        self._task = task
         self.passes = 0
+        self.found: Any = None
 
     def map_sum(self, fn: Callable[[ChunkData], S]) -> S | None:
         import dask
@@ -82,11 +117,44 @@ class DaskPasses:
         self.passes += 1
         shared_fn = dask.delayed(fn)
         parts = [
-            dask.delayed(_partition_value)(part, k, self._plan, check, shared_fn)
-            for k, part in enumerate(self._partitions)
+            dask.delayed(self._task)(block, k, self._context, check, shared_fn)
+            for k, block in enumerate(self._blocks)
         ]
-        (total,) = dask.compute(_tree_sum(parts))
-        return total  # type: ignore[no-any-return]
+        total = compute_sum(parts)
+        if not check or total is None:
+            return total  # type: ignore[no-any-return]
+        for category, message in total.warnings:
+            warnings.warn(message, category, stacklevel=2)
+        self.found = total.found
+        return total.value  # type: ignore[no-any-return]
+
+
+class DaskPasses(BlockPasses):
+    """The IRLS and statistics passes over the partitions of a dask DataFrame."""
+
+    def __init__(self, ddf: Any, plan: ModelPlan) -> None:
+        super().__init__(ddf[plan.columns].to_delayed(), plan, _partition_value)
+
+
+def block_value(
+    build: Callable[[bool], ChunkData | None],
+    check: bool,
+    fn: Callable[[ChunkData], S],
+    find: Callable[[ChunkData], Any] | None = None,
+) -> Any:
+    """A pass's task on one block: its model rows by ``build(check)``, then ``fn`` (None
+    for a block with no row).  In the first pass a :class:`Checked`, with the warnings
+    ``build`` raised and ``find(rows)``."""
+    if not check:
+        data = build(False)
+        return None if data is None else fn(data)
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = build(True)
+    raised = tuple(dict.fromkeys((m.category, str(m.message)) for m in caught))
+    if data is None:
+        return Checked(None, raised)
+    return Checked(fn(data), raised, None if find is None else find(data))
 
 
 def _partition_chunk(frame: Any, k: int, columns: list[str]) -> Chunk:
@@ -102,11 +170,11 @@ def _partition_survey(frame: Any, columns: list[str]) -> SurveyPart | None:
 
 def _partition_value(
     frame: Any, k: int, plan: ModelPlan, check: bool, fn: Callable[[ChunkData], S]
-) -> S | None:
-    """The task of a pass on partition k: its model rows, then the pass's function
-    (None for a partition with no complete row)."""
-    data = chunk_data(plan, _partition_chunk(frame, k, plan.columns), check)
-    return None if data is None else fn(data)
+) -> Any:
+    """The task of a pass on partition k: its model rows, then the pass's function."""
+    return block_value(
+        partial(chunk_data, plan, _partition_chunk(frame, k, plan.columns)), check, fn
+    )
 
 
 def _sum_present(*parts: Any) -> Any:
@@ -132,4 +200,13 @@ def _tree_sum(parts: list[Any]) -> Any:
     return parts[0]
 
 
-__all__ = ["DaskPasses", "DaskSource", "is_dask_dataframe"]
+def compute_sum(parts: list[Any]) -> Any:
+    """The sum of delayed partial sums (None if every one is None), added in a tree and
+    computed on the active scheduler: only the sum comes back to the client."""
+    import dask
+
+    (total,) = dask.compute(_tree_sum(parts))
+    return total
+
+
+__all__ = ["BlockPasses", "Checked", "DaskPasses", "DaskSource", "block_value", "is_dask_dataframe"]

@@ -40,11 +40,13 @@ def over_blocks(n: int, fn: Callable[[int, int], T]) -> list[T]:
     return out
 
 
-def fitted_and_deviance(inp: IRLSInputs, eta: Array) -> tuple[Array, float, bool]:
-    """mu = g^{-1}(eta), the total deviance, and whether eta and mu are valid (R's
-    ``valideta`` and ``validmu``)."""
+def fitted_and_deviance(
+    inp: IRLSInputs, eta: Array, out: Array | None = None
+) -> tuple[Array, float, bool]:
+    """mu = g^{-1}(eta) (written into ``out`` when given), the total deviance, and
+    whether eta and mu are valid (R's ``valideta`` and ``validmu``)."""
     fam = inp.family
-    mu = np.empty_like(eta)
+    mu = np.empty_like(eta) if out is None else out
 
     def block(lo: int, hi: int) -> tuple[float, bool]:
         e = eta[lo:hi]
@@ -63,26 +65,35 @@ def total_deviance(inp: IRLSInputs, mu: Array) -> float:
     return float(np.sum(parts))
 
 
-def working_weights_and_residuals(inp: IRLSInputs, eta: Array, mu: Array) -> tuple[Array, Array]:
-    """W = w mu_eta^2 / V(mu) and r = (y - mu) / mu_eta; both 0 where w = 0 or mu_eta = 0."""
-    fam = inp.family
-    wt, y = inp.total_weights, inp.y
-    W, r = np.empty_like(eta), np.empty_like(eta)
+def working_weights_and_residuals(
+    inp: IRLSInputs, eta: Array, mu: Array, out: tuple[Array, Array] | None = None
+) -> tuple[Array, Array]:
+    """W = w mu_eta^2 / V(mu) and r = (y - mu) / mu_eta; both 0 where w = 0 or mu_eta = 0
+    (written into ``out`` when given)."""
+    W, r = (np.empty_like(eta), np.empty_like(eta)) if out is None else out
 
     def block(lo: int, hi: int) -> None:
-        d = fam.link.mu_eta(eta[lo:hi])
-        Wb, rb = W[lo:hi], r[lo:hi]
-        np.multiply(d, d, out=Wb)
-        Wb *= wt[lo:hi]
-        Wb /= fam.variance(mu[lo:hi])
-        np.subtract(y[lo:hi], mu[lo:hi], out=rb)
-        rb /= d
-        bad = d == 0
-        if not inp.all_weights_positive:
-            bad |= wt[lo:hi] <= 0
-        if bad.any():
-            Wb[bad] = 0.0
-            rb[bad] = 0.0
+        weights_into(inp, eta[lo:hi], mu[lo:hi], lo, hi, W[lo:hi], r[lo:hi])
 
     over_blocks(eta.shape[0], block)
     return W, r
+
+
+def weights_into(
+    inp: IRLSInputs, eta: Array, mu: Array, lo: int, hi: int, W: Array, r: Array
+) -> None:
+    """Rows lo:hi's W and r (see :func:`working_weights_and_residuals`) written into W
+    and r, given those rows' eta and mu.  Sets: W, r."""
+    fam = inp.family
+    d = fam.link.mu_eta(eta)
+    np.multiply(d, d, out=W)
+    W *= inp.total_weights[lo:hi]
+    W /= fam.variance(mu)
+    np.subtract(inp.y[lo:hi], mu, out=r)
+    r /= d
+    bad = d == 0
+    if not inp.all_weights_positive:
+        bad |= inp.total_weights[lo:hi] <= 0
+    if bad.any():
+        W[bad] = 0.0
+        r[bad] = 0.0

@@ -14,6 +14,19 @@ from glmx.families.base import DevianceFunction, Family
 Array = NDArray[np.float64]
 
 
+def constant(n: int, value: float) -> Array:
+    """A read-only length-n vector holding one value, in no memory (a stride-0 view):
+    the default weights and offset of a fit, which would otherwise be fresh n-vectors."""
+    return np.broadcast_to(np.float64(value), (n,))
+
+
+def is_constant(v: Array, value: float | None = None) -> bool:
+    """Whether v is a :func:`constant` vector (of ``value``, when given)."""
+    if v.ndim != 1 or v.strides != (0,):
+        return False
+    return value is None or v.shape[0] == 0 or float(v[0]) == value
+
+
 @dataclass(frozen=True)
 class IRLSInputs:
     """Everything IRLS needs; never modified by the solver.
@@ -36,11 +49,16 @@ class IRLSInputs:
 
     @cached_property
     def total_weights(self) -> Array:
+        if is_constant(self.freq_weights, 1.0):
+            return self.weights
+        if is_constant(self.weights, 1.0):
+            return self.freq_weights
         return self.weights * self.freq_weights
 
     @cached_property
     def all_weights_positive(self) -> bool:
-        return bool(np.all(self.total_weights > 0))
+        wt = self.total_weights
+        return bool(np.all((wt[:1] if is_constant(wt) else wt) > 0))
 
     @cached_property
     def deviance(self) -> DevianceFunction:

@@ -1,0 +1,394 @@
+"""``glm_fit`` on dask arrays: R's ``glm.fit`` streamed over the row blocks of X.
+
+X is a two-dimensional dask array (its column blocks are joined, so that a task holds
+whole rows), y and the optional prior weights and offset are dask arrays with the same
+rows (rechunked to X's row blocks when theirs differ) or numpy vectors, which are cut
+into X's row blocks once and kept on the cluster for the fit (``persist``).  Every pass
+of the streamed IRLS (:mod:`glmx.outofcore.streaming`) is one task per row block on the
+active Dask scheduler, reduced in a tree (:class:`~glmx.outofcore.daskbackend.BlockPasses`):
+the blocks are computed where the scheduler puts them, once per pass, and only the p x p
+sums come back.  What X, y, weights and offset share (one array they are all sliced
+from) is computed once per block and pass.
+
+As ``glm_fit`` in memory, X is used as given (a column of all ones is taken to be the
+intercept, found in the first pass), the coefficients are named ``x0, x1, ...`` unless
+``column_names`` are given, and a missing or infinite value is an error, not a dropped
+row: the first pass checks every block and raises :class:`glmx.errors.DataError`
+naming the column, the block, the row in X and in the block, and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from glmx.errors import BoundaryWarning, DataError, FamilyError
+from glmx.families import Family, get_family
+from glmx.families.exponential import Binomial
+from glmx.families.links import Link
+from glmx.families.negbin import NegativeBinomial
+from glmx.fitting import _as_vector
+from glmx.outofcore.api import _full_design, _null_fit, _r_mustart
+from glmx.outofcore.chunkdesign import ChunkData
+from glmx.outofcore.daskbackend import BlockPasses, block_value
+from glmx.outofcore.results import ChunkedGLM
+from glmx.outofcore.statistics import FinalSums, FitTotals, final_pass
+from glmx.outofcore.streaming import S, StreamingResult, streaming_irls
+from glmx.progress import Progress
+from glmx.results.loaded import SavedFit
+from glmx.solvers.state import Array
+
+CALL = "glmx.glm_fit(X, y)"
+
+
+def is_dask_collection(value: Any) -> bool:
+    """Whether ``value`` is a dask collection (False without importing dask when it was
+    never imported)."""
+    if "dask" not in sys.modules:
+        return False
+    import dask
+
+    return bool(dask.is_dask_collection(value))
+
+
+def glm_fit_dask(
+    X: Any,
+    y: Any,
+    family: str | Family = "gaussian",
+    link: str | Link | None = None,
+    weights: Any | None = None,
+    freq_weights: Any | None = None,
+    offset: Any | None = None,
+    start: Any | None = None,
+    tol: float = 1e-10,
+    max_iter: int = 100,
+    column_names: list[str] | None = None,
+    intercept: bool | None = None,
+    method: str = "irls",
+    cov_type: str | None = None,
+    cluster: Any | None = None,
+    progress: bool | None = None,
+) -> ChunkedGLM:
+    """``glmx.glm_fit`` for a dask array X (see module doc): the estimates and fit
+    statistics of the in-memory fit, as a :class:`~glmx.outofcore.ChunkedGLM`.
+    ``freq_weights``, ``start``, ``cov_type``, ``cluster`` and ``method="firth"`` need the
+    rows in memory and are refused."""
+    options = dict(freq_weights=freq_weights, start=start, cov_type=cov_type, cluster=cluster)
+    given = [name for name, value in options.items() if value is not None]
+    if method != "irls":
+        given.append(f"method={method!r}")
+    if given:
+        raise DataError(
+            f"a fit streamed from dask arrays does not take {', '.join(given)}; load the "
+            "data into memory (numpy arrays) for those"
+        )
+    fam = get_family(family, link)
+    if isinstance(fam, NegativeBinomial):
+        raise FamilyError(
+            "the negative binomial family estimates theta by its own alternation, which a "
+            "streamed fit does not run; fit poisson or give a fixed-theta family"
+        )
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise DataError(f"tol must be a positive number, got {tol!r}")
+    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
+        raise DataError(f"max_iter must be a positive integer, got {max_iter!r}")
+    blocks = _row_blocks(X, y, weights, offset)
+    p = blocks.X.shape[1]
+    names = [f"x{j}" for j in range(p)] if column_names is None else list(column_names)
+    if len(names) != p:
+        raise DataError(f"column_names has {len(names)} names but X has {p} columns")
+    plan = ArrayPlan(fam, names, blocks.row_starts(), weights is not None, offset is not None)
+    rows = ArrayPasses(blocks, plan)
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        Progress("glmx.glm_fit", enabled=progress, unit="pass") as bar,
+    ):
+        warnings.simplefilter("always")
+        res = streaming_irls(rows, _full_design, fam, _r_mustart, tol, max_iter, bar)
+        has_intercept = bool(rows.found.ones.any()) if intercept is None else bool(intercept)
+        fit, passes = _statistics(rows, plan, res, has_intercept, tol, max_iter)
+    caught = list({str(m.message): m for m in caught}.values())  # each message once
+    for wmsg in caught:
+        warnings.warn_explicit(wmsg.message, wmsg.category, wmsg.filename, wmsg.lineno)
+    fit = dataclasses.replace(fit, warnings=tuple(str(m.message) for m in caught))
+    return ChunkedGLM(fit, passes)
+
+
+@dataclass(frozen=True)
+class RowBlocks:
+    """X and the vectors (dask arrays), all with X's row blocks."""
+
+    X: Any
+    y: Any
+    weights: Any | None
+    offset: Any | None
+
+    def row_starts(self) -> NDArray[np.int64]:
+        """The row of X each block starts at."""
+        return np.concatenate([[0], np.cumsum(self.X.chunks[0][:-1])]).astype(np.int64)
+
+    def delayed(self) -> list[Any]:
+        """Each row block as one delayed matrix: the columns of X, then y, the weights and
+        the offset (those given).  One array, so that what they share (an array they are
+        all sliced from) is computed once per block and pass: the graph optimizer would
+        copy it into each of several arrays."""
+        import dask.array as da
+
+        vectors = [v[:, None] for v in (self.y, self.weights, self.offset) if v is not None]
+        joined = da.concatenate([a.astype(float) for a in (self.X, *vectors)], axis=1)
+        return list(joined.rechunk({1: -1}).to_delayed().ravel())
+
+
+def _row_blocks(X: Any, y: Any, weights: Any, offset: Any) -> RowBlocks:
+    """X and the vectors aligned to its row blocks; a DataError for what cannot be
+    streamed."""
+    import dask.array as da
+
+    if not isinstance(X, da.Array):
+        if is_dask_collection(X):
+            raise DataError(
+                f"X is a {type(X).__name__}, not a dask array: fit a Dask DataFrame with "
+                "glmx.glm(formula, ddf), or give X.to_dask_array(lengths=True)"
+            )
+        raise DataError(
+            f"glm_fit streams over the row blocks of a dask array X, but X is a "
+            f"{type(X).__name__} while y, weights or offset is a dask collection: give X "
+            "as a dask array (dask.array.from_array) or every argument in memory"
+        )
+    if X.ndim != 2:
+        raise DataError(f"X must be a two-dimensional matrix (rows x columns), got shape {X.shape}")
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise DataError(f"X must be numeric, got {X.dtype}")
+    if any(np.isnan(c) for c in X.chunks[0]):
+        raise DataError(
+            "X has row blocks of unknown size (as from a Dask DataFrame's to_dask_array()); "
+            "call X.compute_chunk_sizes() or use to_dask_array(lengths=True)"
+        )
+    n = int(X.shape[0])
+    if n == 0:
+        raise DataError("there are no observations to fit")
+    vectors = [
+        None if v is None else _aligned_vector(v, name, n, X.chunks[0])
+        for name, v in (("response", y), ("weights", weights), ("offset", offset))
+    ]
+    if vectors[0] is None:
+        raise DataError("y is required")
+    return RowBlocks(X, vectors[0], vectors[1], vectors[2])
+
+
+def _aligned_vector(v: Any, name: str, n: int, row_chunks: tuple[int, ...]) -> Any:
+    """A dask vector of length n in X's row blocks: rechunked when its blocks differ,
+    cut and kept on the cluster (persist) when it is an in-memory vector."""
+    import dask.array as da
+
+    if not isinstance(v, da.Array):
+        if is_dask_collection(v):
+            raise DataError(
+                f"{name} is a {type(v).__name__}; give a dask array (e.g. series.to_dask_array"
+                "(lengths=True)) or a numpy vector"
+            )
+        return da.from_array(_as_vector(v, name, n), chunks=(row_chunks,)).persist()
+    if v.ndim == 2 and v.shape[1] == 1:
+        v = v[:, 0]
+    if v.ndim != 1:
+        raise DataError(f"{name} must be one-dimensional, got shape {v.shape}")
+    if not (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
+        raise DataError(f"{name} must be numeric, got {v.dtype}")
+    if any(np.isnan(c) for c in v.chunks[0]):
+        raise DataError(
+            f"{name} has blocks of unknown size; call compute_chunk_sizes() on it first"
+        )
+    if v.shape[0] != n:
+        raise DataError(f"{name} has length {v.shape[0]} but X has {n} rows")
+    return v if v.chunks[0] == row_chunks else v.rechunk((row_chunks,))
+
+
+@dataclass(frozen=True)
+class ArrayPlan:
+    """What a block's task needs besides its arrays."""
+
+    family: Family
+    column_names: list[str]
+    row_starts: NDArray[np.int64]
+    has_weights: bool
+    has_offset: bool
+
+
+@dataclass
+class BlockFacts:
+    """What the first pass learns from the values: the columns that are all ones
+    (the intercept) and whether any row has a positive weight; ``+`` combines blocks."""
+
+    ones: NDArray[np.bool_]
+    any_weight: bool
+
+    def __add__(self, other: BlockFacts) -> BlockFacts:
+        return BlockFacts(self.ones & other.ones, self.any_weight or other.any_weight)
+
+
+class ArrayPasses(BlockPasses):
+    """The passes over the row blocks (a :class:`~glmx.outofcore.streaming.RowPasses`)."""
+
+    found: BlockFacts
+
+    def __init__(self, blocks: RowBlocks, plan: ArrayPlan) -> None:
+        super().__init__(blocks.delayed(), plan, _block_value)
+
+    def map_sum(self, fn: Callable[[ChunkData], S]) -> S | None:
+        total = super().map_sum(fn)
+        if self.passes == 1 and not self.found.any_weight:
+            raise DataError("every observation has zero weight; there is nothing to fit")
+        return total
+
+
+def _block_value(
+    block: Any, k: int, plan: ArrayPlan, check: bool, fn: Callable[[ChunkData], S]
+) -> Any:
+    """The task of a pass on row block k: its model rows, then the pass's function."""
+    return block_value(partial(_block_data, block, k, plan), check, fn, _block_facts)
+
+
+def _block_facts(data: ChunkData) -> BlockFacts:
+    """Block facts of the first pass (see BlockFacts)."""
+    return BlockFacts(np.all(data.X == 1.0, axis=0), bool(np.any(data.weights > 0)))
+
+
+def _block_data(block: Any, k: int, plan: ArrayPlan, check: bool) -> ChunkData | None:
+    """Block k's model rows (None when it has none); ``check`` validates the values."""
+    M = np.asarray(block, dtype=float)
+    n, p = M.shape[0], len(plan.column_names)
+    if n == 0:
+        return None
+    X, y = M[:, :p], M[:, p]
+    w = M[:, p + 1] if plan.has_weights else np.ones(n)
+    off = M[:, -1] if plan.has_offset else np.zeros(n)
+    if check:
+        _check_block(plan, k, X, y, w, off)
+    if isinstance(plan.family, Binomial):
+        y = np.where(w > 0, y, 0.0)  # R: y[weights == 0] <- 0
+    return ChunkData(np.ascontiguousarray(X), y, w, off, plan.has_offset)
+
+
+def _at(plan: ArrayPlan, k: int, bad: NDArray[np.bool_], values: Array) -> str:
+    """Where the first flagged row of block k is, and its value, for an error."""
+    i = int(np.flatnonzero(bad)[0])
+    return (
+        f"{int(bad.sum())} in block {k}, first at row {plan.row_starts[k] + i} of X "
+        f"(row {i} of the block): {float(values[i])!r}"
+    )
+
+
+def _check_block(plan: ArrayPlan, k: int, X: Array, y: Array, w: Array, off: Array) -> None:
+    """glm_fit's checks on one block, in its order: X, y, weights, offset, the family's
+    support."""
+    finite = np.isfinite(X)
+    if not finite.all():
+        j = int(np.flatnonzero(~finite.all(axis=0))[0])
+        raise DataError(
+            f"column {plan.column_names[j]!r} of X has missing or non-finite value(s): "
+            f"{_at(plan, k, ~finite[:, j], X[:, j])}; glm_fit does not drop rows"
+        )
+    for name, v in (("response 'y'", y), ("weights", w), ("offset", off)):
+        if not np.isfinite(v).all():
+            raise DataError(
+                f"{name} has missing or non-finite value(s): {_at(plan, k, ~np.isfinite(v), v)}"
+            )
+    if np.any(w < 0):
+        raise DataError(f"weights must be non-negative; negative: {_at(plan, k, w < 0, w)}")
+    fam = plan.family
+    problem = fam.invalid_response(y, w)
+    if problem is not None and problem[0].any():
+        bad, need = problem
+        raise DataError(
+            f"the {fam.name} family needs {need}; response 'y' has invalid value(s): "
+            f"{_at(plan, k, bad, y)}"
+        )
+    fam.warn_response(y, w, "y")
+
+
+def _statistics(
+    rows: ArrayPasses,
+    plan: ArrayPlan,
+    res: StreamingResult,
+    has_intercept: bool,
+    tol: float,
+    max_iter: int,
+) -> tuple[SavedFit, int]:
+    """After the IRLS passes: R's null fit when there is an offset and an intercept, the
+    statistics pass and the boundary warning; the results' content and the passes."""
+    fam = plan.family
+    passes = res.n_passes
+    null_fit = None
+    if has_intercept and plan.has_offset:
+        null_fit = _null_fit(rows, fam, res, tol, max_iter)
+        passes += null_fit.n_passes
+    totals = FitTotals(
+        deviance=res.deviance,
+        n_positive=res.totals.n_positive,
+        sum_w=res.totals.sum_w,
+        null_mu=res.totals.sum_wy / res.totals.sum_w if has_intercept else None,
+        null_needed=null_fit is None,
+    )
+    sums = final_pass(rows, _full_design, fam, res.beta, res.last_point, _r_mustart, totals)
+    passes += 1
+    if sums.n_boundary:
+        what = (
+            "probabilities numerically 0 or 1"
+            if isinstance(fam, Binomial)
+            else "rates numerically 0"
+        )
+        warnings.warn(
+            f"fitted {what} occurred for {sums.n_boundary} observation(s)",
+            BoundaryWarning,
+            stacklevel=3,
+        )
+    null_deviance = null_fit.deviance if null_fit is not None else sums.null_deviance
+    return _saved_fit(plan, res, sums, null_deviance, has_intercept, tol, max_iter), passes
+
+
+def _saved_fit(
+    plan: ArrayPlan,
+    res: StreamingResult,
+    sums: FinalSums,
+    null_deviance: float,
+    has_intercept: bool,
+    tol: float,
+    max_iter: int,
+) -> SavedFit:
+    """The results' content, as a ``glm_fit`` model file would hold it (no terms)."""
+    from glmx import __version__
+
+    fam = plan.family
+    rank = int((~res.aliased).sum())
+    nobs = res.totals.n_positive
+    df_resid = nobs - rank
+    if fam.fixed_dispersion:
+        dispersion = 1.0
+    else:  # R's summary.glm: sum(W r^2) / df_resid, W of the last step
+        dispersion = sums.dispersion_sum / df_resid if df_resid > 0 else float("nan")
+    n_params = rank + fam.n_scale_params
+    return SavedFit(
+        family=fam, columns=plan.column_names, coef=res.coef, aliased=res.aliased,
+        vcov=dispersion * res.cov_unscaled, terms=None, variables=frozenset(),
+        formula=None, call=CALL, method="irls", cov_type=None, theta_se=None,
+        dispersion=dispersion, deviance=res.deviance, null_deviance=null_deviance,
+        pearson_chi2=sums.pearson_chi2, loglik=sums.loglik,
+        aic=-2.0 * sums.loglik + 2.0 * n_params,
+        bic=-2.0 * sums.loglik + np.log(nobs) * n_params,
+        tol=tol, df_resid=df_resid, df_null=nobs - int(has_intercept), nobs=nobs,
+        n_dropped=0, rank=rank, n_iter=res.n_iter, max_iter=max_iter,
+        converged=res.converged, has_intercept=has_intercept,
+        residual_values=np.array([sums.min_residual, sums.max_residual]),
+        notes=(), warnings=(), glmx_version=__version__,
+    )  # fmt: skip
+
+
+__all__ = ["ArrayPasses", "glm_fit_dask", "is_dask_collection"]

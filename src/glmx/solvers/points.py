@@ -1,0 +1,91 @@
+"""IRLS at a point: the fit there (eta, mu, the deviance, validity) and the normal
+equations of the step that starts from it.
+
+A point costs one pass over X (X b) and one blocked pass for the means and the deviance;
+its step costs a blocked pass for the working weights W and residuals r and one pass
+over X for X'WX and X'Wc, c = r for a step from coefficients (beta <- beta + delta) and
+R's working response z = eta - offset + r for the first step from ``mustart``.
+
+The n-vectors are written into buffers kept for the whole fit: a fresh n-vector costs
+page faults on its first touch (about as much as the arithmetic on it), and a fit needs
+about seven per iteration.  Two sets of eta and mu alternate, so the point a step starts
+from keeps its values while the candidate is evaluated; W and r are one set, rewritten by
+every step (the last step's W is the one R reports).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from glmx.design.matrix import DenseDesign
+from glmx.solvers.elementwise import fitted_and_deviance, working_weights_and_residuals
+from glmx.solvers.linalg import Factorization, normal_equations
+from glmx.solvers.state import Array, IRLSInputs
+
+
+@dataclass(frozen=True)
+class Point:
+    """The fit at coefficients ``beta`` (None: R's start, eta = g(mustart))."""
+
+    beta: Array | None
+    eta: Array
+    mu: Array
+    deviance: float
+    valid: bool  # eta and mu in the family's range (R's valideta, validmu)
+
+
+class Evaluator:
+    """Evaluates points and their normal equations for one IRLS fit (see module doc)."""
+
+    def __init__(self, inp: IRLSInputs) -> None:
+        self.inp = inp
+        self.has_offset = bool(np.any(inp.offset != 0.0))
+        self._sets: list[tuple[Array, Array]] = []  # (eta, mu) buffers
+        self._W: Array | None = None
+        self._r: Array | None = None
+
+    def at(self, beta: Array, owner: Point | None = None) -> Point:
+        """The fit at coefficients beta, in buffers that ``owner`` (the point the step
+        starts from) does not use."""
+        eta, mu = self._buffers(owner)
+        X = self.inp.X
+        if isinstance(X, DenseDesign):
+            X.matvec(beta, out=eta)
+        else:
+            eta[:] = X.matvec(beta)
+        if self.has_offset:
+            eta += self.inp.offset
+        mu, dev, valid = fitted_and_deviance(self.inp, eta, out=mu)
+        return Point(beta, eta, mu, dev, valid)
+
+    def at_eta(self, eta: Array) -> Point:
+        """The starting fit at eta = g(mustart), before there are coefficients."""
+        mu, dev, valid = fitted_and_deviance(self.inp, eta)
+        return Point(None, eta, mu, dev, valid)
+
+    def normal_equations(self, pt: Point) -> tuple[Factorization, Array, Array]:
+        """The factored X'WX, X'Wc and W of the step from pt (W is valid until the next
+        call)."""
+        inp = self.inp
+        if self._W is None:
+            self._W, self._r = np.empty_like(pt.eta), np.empty_like(pt.eta)
+        assert self._r is not None
+        W, r = working_weights_and_residuals(inp, pt.eta, pt.mu, out=(self._W, self._r))
+        if pt.beta is None:  # R's first step regresses z = eta - offset + r
+            r += pt.eta
+            if self.has_offset:
+                r -= inp.offset
+        r *= W  # c -> Wc, in place
+        fac, rhs = normal_equations(inp.X, W, r)
+        return fac, rhs, W
+
+    def _buffers(self, owner: Point | None) -> tuple[Array, Array]:
+        """An (eta, mu) set not used by ``owner``."""
+        for eta, mu in self._sets:
+            if owner is None or (eta is not owner.eta and mu is not owner.mu):
+                return eta, mu
+        n = self.inp.y.shape[0]
+        self._sets.append((np.empty(n), np.empty(n)))
+        return self._sets[-1]
