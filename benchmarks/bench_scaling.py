@@ -84,23 +84,32 @@ def measure(n: int, p: int, args: argparse.Namespace) -> tuple[str, bool | None,
         shutil.rmtree(datadir, ignore_errors=True)
     x_bytes = 8.0 * n * p
     if s.seconds is None or not s.n_iter:
-        row = f"| {n:,} | {p} | {x_bytes / 1e9:.3f} | {s.status} | | | {floor:.4f} | | |"
+        row = f"| {n:,} | {p} | {x_bytes / 1e9:.3f} | {s.status} | | | | {floor:.4f} | | | | |"
         return row, None, s.status, s
     per_iter = s.seconds / s.n_iter
     ratio = per_iter / floor
+    in_loop = s.iteration_seconds
+    loop_ratio = None if in_loop is None else in_loop / floor
     extra = s.extra_rss
     row = (
         f"| {n:,} | {p} | {x_bytes / 1e9:.3f} | {s.seconds:.3f} | {s.n_iter} | {per_iter:.4f} "
-        f"| {floor:.4f} ({block:,} rows) | {ratio:.2f} | {fmt_gb(s.peak_rss)} "
+        f"| {fmt(in_loop, '.4f')} | {floor:.4f} ({block:,} rows) | {ratio:.2f} "
+        f"| {fmt(loop_ratio, '.2f')} | {fmt_gb(s.peak_rss)} "
         f"| {fmt(None if extra is None else 1 + extra / x_bytes)} |"
     )
-    return row, ratio <= 2.0, f"{ratio:.2f} ×", s
+    ok = None if loop_ratio is None else loop_ratio <= 2.0
+    detail = (
+        f"{fmt(loop_ratio, '.2f')} × (an IRLS iteration, glmx's `fit_log.seconds`); "
+        f"whole fit / iterations: {ratio:.2f} ×"
+    )
+    return row, ok, detail, s
 
 
 HEADER = [
-    "| n | p | X GB | glmx total s | iterations | glmx s / iteration | syrk pass s (block) "
-    "| per iteration / syrk pass | peak RSS GB | (X + fit's extra) / X |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| n | p | X GB | glmx total s | iterations | total / iterations s | IRLS iteration s "
+    "| syrk pass s (block) | total / iterations / syrk | IRLS iteration / syrk | peak RSS GB "
+    "| (X + fit's extra) / X |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
 ]
 
 
@@ -153,12 +162,15 @@ def main(argv: list[str] | None = None) -> Result:
             row, ok, detail, summary = measure(n, p, args)
             every.append(summary)
             out.append(row)
-            what = f"scaling n = {n:,}, p = {p}: per iteration ≤ 2 × syrk pass"
+            what = f"scaling n = {n:,}, p = {p}: IRLS iteration ≤ 2 × syrk pass"
             found.append((what, ok, detail))
         out.append("")
     out += [load_note(every), ""]
     out.append(
-        "glmx s / iteration = total `glm_fit` time / `fit.n_iter` (fixed costs included).  "
+        "total / iterations = the whole `glm_fit` time / `fit.n_iter` (input checks, the "
+        "start, the null deviance and the final statistics included).  IRLS iteration = the "
+        "median of glmx's own timing of each iteration (`fit.fit_log.seconds`: weights, "
+        "X'WX and X'Wr, the solve, X b and the deviance at the new point).  "
         "syrk pass = one X'WX of sqrt(w)-scaled row blocks by `scipy.linalg.blas.dsyrk` "
         "(upper triangle, BLAS threads as configured), the block size the fastest of "
         "0.25, 1, 4 and 16 MB blocks."

@@ -43,6 +43,7 @@ class Run:
     rss_before: float | None = None  # bytes: resident set just before the fit (data loaded)
     coef: np.ndarray | None = None
     load: float | None = None  # 1-minute load average when the fit started
+    iteration_seconds: list[float] | None = None  # glmx: each IRLS iteration's own time
 
 
 @dataclass
@@ -66,6 +67,12 @@ class Summary:
     def min_seconds(self) -> float | None:
         t = [r.seconds for r in self.ok if r.seconds is not None]
         return float(min(t)) if t else None
+
+    @property
+    def iteration_seconds(self) -> float | None:
+        """Median over the runs of the median time of one IRLS iteration (glmx only)."""
+        t = [float(np.median(r.iteration_seconds)) for r in self.ok if r.iteration_seconds]
+        return float(np.median(t)) if t else None
 
     @property
     def n_iter(self) -> int | None:
@@ -215,6 +222,7 @@ def run_fit(
         rss_before=info.get("rss_before"),
         coef=np.load(coef_npy) if coef_npy.exists() else None,
         load=load,
+        iteration_seconds=info.get("iteration_seconds") or None,
     )
     shutil.rmtree(out, ignore_errors=True)
     return run

@@ -256,7 +256,7 @@ def _has_ones_column(X: DesignMatrix) -> bool:
     probe = X.rows(np.arange(min(n, 64)))
     for j in np.flatnonzero(np.all(probe == 1.0, axis=0)):
         col = X.column(int(j)) if hasattr(X, "column") else None
-        if col is not None and np.all(col == 1.0):
+        if col is not None and np.min(col) == np.max(col) == 1.0:  # no n-long temporary
             return True
     return False
 
@@ -439,6 +439,15 @@ def _check_boundary_fits(
     with the binomial case explained by a separation check that names the predictors
     (not for Firth fits, whose estimates are finite under separation)."""
     fam = inp.family
+    if not isinstance(fam, (Binomial, Poisson)):
+        return
+    # the usual case, every mean well inside the range, by two passes and no temporaries
+    lowest, highest = float(np.min(mu)), float(np.max(mu))
+    if isinstance(fam, Poisson) and lowest >= 10 * EPS:
+        return
+    if isinstance(fam, Binomial) and (converged or method == "firth"):
+        if lowest >= 1e-8 and highest <= 1 - 1e-8:
+            return
     pos = inp.total_weights > 0
     if isinstance(fam, Binomial) and method == "firth":
         edge = (mu[pos] > 1 - 10 * EPS) | (mu[pos] < 10 * EPS)

@@ -42,6 +42,16 @@ def finite_within(x: Array, above: float | None = None, below: float | None = No
     return (above is None or lo > above) and (below is None or hi < below)
 
 
+CHECK_ROWS = 1 << 16  # rows per block of the response checks
+
+
+def any_block(n: int, test: Callable[[int, int], bool]) -> bool:
+    """Whether ``test(lo, hi)`` holds for some block of rows, stopping at the first:
+    a check on the whole response would make n-long temporaries (fresh memory costs
+    page faults, as much as the arithmetic)."""
+    return any(test(lo, min(lo + CHECK_ROWS, n)) for lo in range(0, n, CHECK_ROWS))
+
+
 class Family:
     """Base class of GLM families.
 
@@ -135,8 +145,14 @@ class Family:
     ) -> None:
         """Raise :class:`glmx.DataError` naming the first bad row if y is outside the
         family's support; ``rows`` are the data's row labels (default: positions)."""
-        problem = self.invalid_response(y, weights)
-        if problem is not None and problem[0].any():
+
+        def invalid(lo: int, hi: int) -> bool:
+            problem = self.invalid_response(y[lo:hi], weights[lo:hi])
+            return problem is not None and bool(problem[0].any())
+
+        if any_block(y.shape[0], invalid):
+            problem = self.invalid_response(y, weights)
+            assert problem is not None
             bad, need = problem
             i = int(np.flatnonzero(bad)[0])
             label = rows[i] if rows is not None else i

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from scipy import special
 
 from glmx.errors import DataError, DataWarning
-from glmx.families.base import Array, DevianceFunction, Family, finite_within
+from glmx.families.base import Array, DevianceFunction, Family, any_block, finite_within
 
 _SERIES_R = 1e-2  # below this |r| the series below are exact to rounding
 
@@ -141,8 +141,12 @@ class Binomial(Family):
         return (y < 0) | (y > 1), "a 0/1 response or a proportion in [0, 1]"
 
     def warn_response(self, y: Array, weights: Array, name: str) -> None:
-        successes = weights * y
-        if self.warn_noninteger and np.any(np.abs(successes - np.round(successes)) > 1e-3):
+
+        def fractional(lo: int, hi: int) -> bool:
+            successes = weights[lo:hi] * y[lo:hi]
+            return bool(np.any(np.abs(successes - np.round(successes)) > 1e-3))
+
+        if self.warn_noninteger and any_block(y.shape[0], fractional):
             warnings.warn(
                 f"non-integer number of successes in a binomial glm (response {name!r} "
                 "times weights); use quasibinomial for non-count proportions",
@@ -200,7 +204,9 @@ class Poisson(Family):
         return non_negative(y)
 
     def warn_response(self, y: Array, weights: Array, name: str) -> None:
-        if self.warn_noninteger and _non_integer(y).any():
+        if self.warn_noninteger and any_block(
+            y.shape[0], lambda lo, hi: bool(_non_integer(y[lo:hi]).any())
+        ):
             warnings.warn(
                 f"non-integer counts in poisson response {name!r}: the log-likelihood and "
                 "AIC are not defined (NaN); quasipoisson fits the same mean model",

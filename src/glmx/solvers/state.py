@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -69,14 +70,21 @@ class IRLSInputs:
 
 @dataclass
 class FitLog:
-    """One entry per IRLS iteration: deviance after the step and step-halvings taken."""
+    """One entry per IRLS iteration: deviance after the step, step-halvings taken and
+    the iteration's wall-clock seconds (the first counted from the log's creation, after
+    the starting point: the set-up before the loop is not an iteration)."""
 
     deviance: list[float] = field(default_factory=list)
     halvings: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    _last: float = field(default_factory=time.perf_counter, repr=False, compare=False)
 
     def record(self, deviance: float, halvings: int) -> None:
+        now = time.perf_counter()
         self.deviance.append(deviance)
         self.halvings.append(halvings)
+        self.seconds.append(now - self._last)
+        self._last = now
 
 
 @dataclass(frozen=True)
