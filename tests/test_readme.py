@@ -31,7 +31,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     assert abs(ns["gm"].loglik + 92.0266) < 1e-3 and abs(ns["gm25"].loglik + 91.98337) < 1e-3
     assert abs(ns["table"]["chisq"].iloc[1] - 42.1393) < 1e-3
     # the streamed fits are the in-memory one
-    for fit in (ns["streamed"], ns["chunked"], ns["on_cluster"]):
+    for fit in (ns["streamed"], ns["chunked"], ns["on_cluster"], ns["on_arrays"]):
         np.testing.assert_allclose(fit.coef, ns["in_memory"].coef, rtol=1e-10)
         np.testing.assert_allclose(fit.se, ns["in_memory"].se, rtol=1e-10)
         assert abs(fit.deviance / ns["in_memory"].deviance - 1) < 1e-12
