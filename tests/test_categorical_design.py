@@ -261,6 +261,27 @@ def test_design_equals_formulaic(formula: str) -> None:
     np.testing.assert_array_equal(cat.rows(np.arange(cat.shape[0])), den.X)
 
 
+@pytest.mark.parametrize(
+    ("formula", "direct"),
+    [("ycount ~ x1 + C(g) + k", True), ("ycount ~ x2:C(g) - 1", True), ("ycount ~ g + x1", True),
+     ("ycount ~ x1 + C(g) + h", False), ("ycount ~ np.log(z + 5) + C(g)", False),
+     ("ycount ~ x1 + C(g) + x1:k", False)],
+)  # fmt: skip
+def test_plain_columns_come_straight_from_the_data(formula, direct, monkeypatch) -> None:
+    """Intercept, numeric columns and C(g) or C(g):x are read from the frame (formulaic
+    lays out the design on the first rows only); anything else is materialized by
+    formulaic on all rows.  Both give formulaic's dense design."""
+    data = DATA.assign(k=np.arange(len(DATA)) % 7, h=DATA["g"].str[:3])  # k int, h 16 levels
+    through_formulaic = []
+    split = cterms._split
+    monkeypatch.setattr(cterms, "_split", lambda *a: through_formulaic.append(1) or split(*a))
+    cat, den = _designs(formula, data)
+    assert isinstance(cat, CategoricalDesign)
+    assert (not through_formulaic) is direct
+    assert cat.column_names == den.column_names
+    np.testing.assert_array_equal(cat.rows(np.arange(cat.shape[0])), den.X)
+
+
 def test_level_without_rows_after_na_is_dropped() -> None:
     data = DATA.copy()
     data.loc[data["g"] == "L010", "x1"] = np.nan  # R's na.omit drops the level's rows

@@ -34,6 +34,8 @@ Array = NDArray[np.float64]
 
 # a factor with more levels than this is kept as codes (the categorical block)
 CATEGORICAL_MIN_LEVELS = 100
+# rows of the data formulaic sees to lay out the design when the data's own columns fill it
+PROTOTYPE_ROWS = 64
 # the stand-in levels; every row gets the second, which no coding drops
 _TOKENS = ("glmxlevel0x", "glmxlevel1x", "glmxlevel2x")
 _C_CALL = re.compile(r"C\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)")
@@ -128,14 +130,15 @@ def categorical_model_matrix(
     if found is None:
         return None
     variable, cat = found
-    try:
-        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-            warnings.simplefilter("ignore")
-            mm = formulaic.model_matrix(
-                rhs, _with_stand_in(df, variable), na_action="raise", context=context
-            )
-    except Exception:  # noqa: BLE001 - the dense path builds the formula and reports errors
+    # the layout from the first rows; all rows through formulaic only when a term needs it
+    mm = _stand_in_matrix(rhs, df.iloc[:PROTOTYPE_ROWS], variable, context)
+    if mm is None:
         return None
+    direct = _direct_columns(mm.model_spec, df, variable)
+    if direct is None:
+        mm = _stand_in_matrix(rhs, df, variable, context)
+        if mm is None:
+            return None
     spec = mm.model_spec
     layout = _block_layout(spec, variable)
     if layout is None:
@@ -155,7 +158,11 @@ def categorical_model_matrix(
             term_slices[t] = slice(s.start + delta, s.stop + delta)
         else:
             term_slices[t] = s
-    dense, v = _split(mm, sl, reduced)
+    if direct is None:
+        dense, v = _split(mm, sl, reduced)
+    else:
+        columns, v = direct
+        dense = _assemble(columns, len(df))
     del mm
     _check_finite(dense, [n for j, n in enumerate(names_in) if not sl.start <= j < sl.stop], df)
     _check_finite(v[:, None], [f"{term} (values of its numeric part)"], df)
@@ -173,6 +180,66 @@ def categorical_model_matrix(
         term_slices=term_slices,
     )
     return design, out_spec
+
+
+def _stand_in_matrix(rhs: str, df: pd.DataFrame, variable: str, context: Any) -> Any:
+    """formulaic's design of ``rhs`` on ``df`` with the factor's stand-in (None when
+    formulaic fails: the dense path then builds the formula and reports the error)."""
+    try:
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore")
+            return formulaic.model_matrix(
+                rhs, _with_stand_in(df, variable), na_action="raise", context=context
+            )
+    except Exception:  # noqa: BLE001 - reported by the dense path
+        return None
+
+
+def _direct_columns(
+    spec: Any, df: pd.DataFrame, variable: str
+) -> tuple[list[Array | None], Array] | None:
+    """The design's columns outside the factor's term read straight from the data (None
+    for the intercept) and the row values of the factor's term, when each other term is
+    the intercept or a numeric data column used as it is, and the factor's term is the
+    factor alone or times one such column; None otherwise.  Materializing these columns
+    through formulaic would copy every one of them, then copy them again into the dense
+    block, which for a large frame costs more than the fit."""
+
+    def plain(factor: Any) -> Array | None:
+        name = str(factor.expr)
+        if (
+            getattr(factor.eval_method, "value", None) != "lookup"
+            or name not in df.columns
+            or factor in spec.factor_contrasts
+        ):
+            return None
+        col = df[name]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            return None
+        return np.asarray(col.to_numpy(dtype=float))
+
+    columns: list[Array | None] = []
+    values: Array | None = None
+    for term, sl in spec.term_slices.items():
+        uses_factor = variable in spec.term_variables.get(term, set())
+        others = [f for f in term.factors if not (uses_factor and f in spec.factor_contrasts)]
+        if uses_factor:
+            if len(others) > 1 or len(others) == len(term.factors):
+                return None
+            values = np.ones(len(df)) if not others else plain(others[0])
+            if values is None:
+                return None
+            continue
+        if sl.stop - sl.start != 1:
+            return None
+        if str(term) == "1":
+            columns.append(None)
+            continue
+        col = plain(term.factors[0]) if len(term.factors) == 1 else None
+        if col is None:
+            return None
+        columns.append(col)
+    return None if values is None else (columns, values)
 
 
 def _many_level_factor(rhs: str, df: pd.DataFrame) -> tuple[str, Any] | None:
@@ -250,17 +317,23 @@ def _split(mm: Any, sl: slice, reduced: bool) -> tuple[Array, Array]:
     """Dense columns (all but the factor's, row-major) and the factor term's row values:
     the entry of the stand-in level every row has (the first column when reduced).  The
     dense block is assembled from formulaic's columns in row chunks: one n x q array."""
-    n, p = mm.shape
+    p = mm.shape[1]
     cols = [np.asarray(mm.iloc[:, j].to_numpy(dtype=float)) for j in range(p)]
     v = cols[sl.start + (0 if reduced else 1)].copy()
-    keep = cols[: sl.start] + cols[sl.stop :]
-    dense = np.empty((n, len(keep)))
-    step = max(1, 2**18 // max(1, len(keep)))
-    for a in range(0, n, step):  # chunks of rows (cache-sized), not single rows
+    keep: list[Array | None] = [*cols[: sl.start], *cols[sl.stop :]]
+    return _assemble(keep, mm.shape[0]), v
+
+
+def _assemble(columns: list[Array | None], n: int) -> Array:
+    """The row-major n x q block of the given columns (None: the intercept's ones),
+    filled in chunks of rows (cache-sized), not single rows."""
+    dense = np.empty((n, len(columns)))
+    step = max(1, 2**18 // max(1, len(columns)))
+    for a in range(0, n, step):
         b = min(a + step, n)
-        for j, c in enumerate(keep):
-            dense[a:b, j] = c[a:b]
-    return dense, v
+        for j, c in enumerate(columns):
+            dense[a:b, j] = 1.0 if c is None else c[a:b]
+    return dense
 
 
 def _check_finite(X: Array, names: list[str], df: pd.DataFrame) -> None:
