@@ -5,6 +5,8 @@ iterator of data frames, poisson with an offset, binomial 0/1 and proportions, G
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -170,3 +172,145 @@ def test_progress_line_counts_passes(data: pd.DataFrame, monkeypatch) -> None:
     out.truncate(0)
     glm_chunked(formula, data, family=family, chunk_rows=10_000, progress=False, **kw)
     assert out.getvalue() == ""
+
+
+# --- the numpy route of a chunk's rows (glmx.outofcore.fastdesign) -------------------
+
+FAST_CASES = [
+    ("count ~ x + g + offset(log_exposure)", "poisson", {}),
+    ("event ~ x * g", "binomial", {}),
+    ("prop ~ x + g", "binomial", {"weights": "trials"}),
+    ("count ~ 0 + C(g):x + trials", "poisson", {"offset": "log_exposure"}),
+]
+
+
+def _plan(formula: str, source: object, family: str, **kw: str):
+    """The plan glm_chunked makes (its survey pass included)."""
+    from glmx.families import get_family
+    from glmx.outofcore.chunkdesign import model_columns, plan_model
+    from glmx.outofcore.sources import as_source, survey
+
+    src = as_source(source, 10_000)
+    columns = model_columns(formula, kw.get("weights"), kw.get("offset"))
+    fam = get_family(family, kw.get("link"))
+    return plan_model(
+        formula, fam, kw.get("weights"), kw.get("offset"), columns, survey(src, columns)
+    )
+
+
+def _assert_close_fit(a: ChunkedGLM, b: object, rtol: float) -> None:
+    assert list(a.coef.index) == list(b.coef.index)
+    for name in ("coef", "se", "deviance", "null_deviance", "aic", "dispersion"):
+        assert rel(getattr(a, name), getattr(b, name)) < rtol, name
+    assert a.nobs == b.nobs and a.n_iter == b.n_iter
+
+
+@pytest.mark.parametrize(("formula", "family", "kw"), FAST_CASES, ids=[c[0] for c in FAST_CASES])
+def test_numpy_route_and_formula_route_give_the_in_memory_fit(
+    data: pd.DataFrame, parquet_dir: str, monkeypatch, formula: str, family: str, kw: dict
+) -> None:
+    import glmx.outofcore.chunkdesign as chunkdesign
+
+    assert _plan(formula, parquet_dir, family, **kw).fast is not None
+    full = glmx.glm(formula, data, family=family, **kw)
+    fast_parquet = glm_chunked(formula, parquet_dir, family=family, chunk_rows=7_000, **kw)
+    fast_frames = glm_chunked(formula, data, family=family, chunk_rows=7_000, **kw)
+    monkeypatch.setattr(chunkdesign, "fast_design", lambda *a, **k: None)
+    assert _plan(formula, parquet_dir, family, **kw).fast is None
+    slow = glm_chunked(formula, parquet_dir, family=family, chunk_rows=7_000, **kw)
+    for fit in (fast_parquet, fast_frames, slow):
+        _assert_close_fit(fit, full, 1e-10)
+    _assert_close_fit(fast_parquet, slow, 1e-12)
+
+
+def test_formulas_beyond_the_numpy_route_take_the_formula_route(
+    data: pd.DataFrame, parquet_dir: str
+) -> None:
+    # a transform, sum contrasts and a cbind() response: formulaic builds every chunk
+    cases = [
+        ("count ~ np.log(trials) + g", "poisson"),
+        ("count ~ x + C(g, contr.sum)", "poisson"),
+        ("cbind(event, 1 - event) ~ x + g", "binomial"),
+    ]
+    for formula, family in cases:
+        assert _plan(formula, parquet_dir, family).fast is None, formula
+        full = glmx.glm(formula, data, family=family)
+        _assert_close_fit(glm_chunked(formula, parquet_dir, family=family), full, 1e-10)
+
+
+def test_a_recipe_that_disagrees_with_formulaic_is_not_used(
+    data: pd.DataFrame, monkeypatch
+) -> None:
+    import glmx.outofcore.chunkdesign as chunkdesign
+
+    right = chunkdesign.fast_design
+
+    def swapped(*args, **kwargs):  # two interaction columns in the wrong order
+        recipe = right(*args, **kwargs)
+        products = list(recipe.products)
+        products[-1], products[-2] = products[-2], products[-1]
+        return dataclasses.replace(recipe, products=tuple(products))
+
+    monkeypatch.setattr(chunkdesign, "fast_design", swapped)
+    assert _plan("event ~ x * g", data, "binomial").fast is None
+    full = glmx.glm("event ~ x * g", data, family="binomial")
+    _assert_close_fit(glm_chunked("event ~ x * g", data, family="binomial"), full, 1e-10)
+
+
+@pytest.mark.parametrize("route", ["numpy", "formula"])
+def test_a_level_new_in_a_later_pass_names_the_chunk_and_row(
+    data: pd.DataFrame, monkeypatch, route: str
+) -> None:
+    import glmx.outofcore.chunkdesign as chunkdesign
+
+    if route == "formula":
+        monkeypatch.setattr(chunkdesign, "fast_design", lambda *a, **k: None)
+    pieces = [data.iloc[a : a + 10_000].copy() for a in range(0, len(data), 10_000)]
+    changed = [p.copy() for p in pieces]
+    changed[1].loc[changed[1].index[3], "g"] = "nowhere"
+    calls = []
+
+    def chunks():  # the column names and the survey see the data without the new level
+        calls.append(1)
+        return iter(pieces if len(calls) <= 2 else changed)
+
+    with pytest.raises(DataError, match=r"column 'g' has a level not seen .* chunk 1, row 3"):
+        glm_chunked("count ~ x + g", chunks, family="poisson")
+
+
+def test_parquet_types_the_numpy_route_reads(tmp_path, data: pd.DataFrame) -> None:
+    # integer covariates, a dictionary-encoded (categorical) factor with nulls, a float
+    # response with nulls: the same rows as pandas' conversion
+    df = data.iloc[:20_000].copy()
+    df["k"] = np.arange(len(df)) % 7
+    df.loc[5, "count"] = np.nan  # with x missing in rows 11 and 12,345
+    df["g"] = df["g"].astype("category")
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    assert pa.types.is_dictionary(table.schema.field("g").type)
+    pq.write_table(table, tmp_path / "one.parquet", row_group_size=3_000)
+    formula = "count ~ x + k + g + offset(log_exposure)"
+    assert _plan(formula, str(tmp_path), "poisson").fast is not None
+    chunked = glm_chunked(formula, str(tmp_path), family="poisson", chunk_rows=2_500)
+    plain = df.assign(g=df["g"].astype(object))  # glmx reads Arrow dictionaries as strings
+    full = glmx.glm(formula, plain, family="poisson")
+    _assert_close_fit(chunked, full, 1e-10)
+    assert chunked.n_dropped == full.n_dropped == 3
+
+
+def test_the_parquet_example_runs(tmp_path) -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "outofcore_parquet.py"
+    cmd = [sys.executable, str(example), "--rows", "40000", "--dir", str(tmp_path)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout
+    assert "glm_chunked(formula = claims ~ x1 + x2" in out
+    # the data's coefficient of x1 is 0.3 (standard error about 0.004 at 40,000 rows)
+    x1 = float(re.search(r"^x1\s+(\S+)", out, re.MULTILINE).group(1))
+    assert abs(x1 - 0.3) < 0.03
+    assert re.search(r"peak resident memory of the fit: \d\.\d\d GB \(within the budget\)", out)
+    assert list(tmp_path.iterdir()) == []  # the dataset is removed

@@ -41,7 +41,7 @@ def glm_chunked(
     link: str | Link | None = None,
     weights: str | None = None,
     offset: str | None = None,
-    chunk_rows: int = 1_000_000,
+    chunk_rows: int = 250_000,
     tol: float = 1e-10,
     max_iter: int = 100,
     progress: bool | None = None,

@@ -7,10 +7,17 @@ cycling through all the levels the first pass found.  Every chunk is then built 
 chunks have the same columns, in R's ``model.matrix`` order, as the in-memory fit.
 Stateful transforms (``scale(x)``, splines) would learn their state from the prototype,
 not the data, and are refused.
+
+That formula route costs pandas and formulaic work per chunk.  For the common formula
+(plain numeric columns, treatment-coded factors, their products, offset and weights
+columns) the plan also holds the design's recipe (:mod:`glmx.outofcore.fastdesign`),
+which builds the same rows with numpy alone; the plan keeps it only after both routes
+gave identical rows on a probe frame, and every chunk then takes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +39,7 @@ from glmx.design.formula import (
 from glmx.errors import DataError, FormulaError
 from glmx.families.base import Family
 from glmx.families.exponential import Binomial
+from glmx.outofcore.fastdesign import FastDesign, FastRows, fast_design, fast_rows, probe_frame
 from glmx.outofcore.sources import Chunk, Survey
 from glmx.solvers.state import Array
 
@@ -72,6 +80,7 @@ class ModelPlan:
     offset: str | None
     family: Family
     has_intercept: bool
+    fast: FastDesign | None = None  # the numpy route's recipe, when it was verified
 
 
 @dataclass(frozen=True)
@@ -115,7 +124,7 @@ def plan_model(
                 f"factor {str(factor)!r} is a numeric column made a factor in the formula; in "
                 "an out-of-core fit the column must hold strings or categories"
             )
-    return ModelPlan(
+    plan = ModelPlan(
         formula=formula,
         response=mf.terms.response,
         columns=columns,
@@ -127,11 +136,85 @@ def plan_model(
         family=family,
         has_intercept="Intercept" in mf.X.column_names,
     )
+    fast = fast_design(
+        spec, len(plan.column_names), plan.response, weights, offset,
+        mf.terms.offset_terms, columns, found.levels, found.example,
+    )  # fmt: skip
+    if fast is None or not _same_rows(plan, fast):
+        return plan
+    return dataclasses.replace(plan, fast=fast)
+
+
+def _same_rows(plan: ModelPlan, fast: FastDesign) -> bool:
+    """Whether the recipe gives the formula route's rows, exactly, on a probe frame (as
+    a pandas frame, and as an Arrow record batch with strings and with dictionaries)."""
+    frame = probe_frame(plan.columns, fast)
+    chunks = [Chunk(frame, "the probe frame", 0)]
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pyarrow comes with the Parquet sources
+        pass
+    else:
+        batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)
+        coded = [
+            col.dictionary_encode() if pa.types.is_string(col.type) else col
+            for col in batch.columns
+        ]
+        chunks.append(Chunk(batch=batch))
+        chunks.append(Chunk(batch=pa.RecordBatch.from_arrays(coded, names=batch.schema.names)))
+    quick_plan = dataclasses.replace(plan, fast=fast)
+    for chunk in chunks:
+        try:
+            slow = _formula_chunk(plan, chunk)
+            quick = _fast_chunk(quick_plan, chunk)
+        except Exception:  # noqa: BLE001 - any failure: the formula route stays
+            return False
+        if slow is None or quick is None or not _identical(slow, quick):
+            return False
+    return True
+
+
+def _identical(a: tuple[ChunkData, Any], b: tuple[ChunkData, Any]) -> bool:
+    """Same arrays (shapes and values), offset flag and row positions."""
+    (da, rows_a), (db, rows_b) = a, b
+    arrays = [(da.X, db.X), (da.y, db.y), (da.weights, db.weights), (da.offset, db.offset)]
+    return (
+        all(isinstance(x, np.ndarray) and x.shape == y.shape for x, y in arrays)
+        and all(np.array_equal(x, y) for x, y in arrays)
+        and da.has_offset == db.has_offset
+        and np.array_equal(_positions(rows_a, da), _positions(rows_b, db))
+    )
+
+
+def _positions(rows: NDArray[np.intp] | None, data: ChunkData) -> NDArray[np.intp]:
+    return np.arange(data.y.shape[0]) if rows is None else rows
 
 
 def chunk_data(plan: ModelPlan, chunk: Chunk, check: bool) -> ChunkData | None:
     """The chunk's model rows after R's na.omit (None when no row is left); ``check``
     validates the response, weights and design values, naming the chunk and row."""
+    built = _fast_chunk(plan, chunk) if plan.fast is not None else _formula_chunk(plan, chunk)
+    if built is None:
+        return None
+    data, rows = built
+    if check:
+        _check_chunk(plan, data, chunk, rows)
+    return data
+
+
+def _fast_chunk(plan: ModelPlan, chunk: Chunk) -> tuple[ChunkData, NDArray[np.intp] | None] | None:
+    """The numpy route (see module doc): the rows and their positions in the chunk
+    (None: every row)."""
+    assert plan.fast is not None
+    built: FastRows | None = fast_rows(plan.fast, chunk)
+    if built is None:
+        return None
+    y = _binomial_zero_weight_y(plan, built.y, built.weights)
+    return ChunkData(built.X, y, built.weights, built.offset, _has_offset(plan)), built.rows
+
+
+def _formula_chunk(plan: ModelPlan, chunk: Chunk) -> tuple[ChunkData, NDArray[np.intp]] | None:
+    """The formula route: pandas and formulaic's model spec on the chunk."""
     df = chunk.frame
     keep = ~np.asarray(df.isna().any(axis=1))
     if not keep.any():
@@ -140,7 +223,7 @@ def chunk_data(plan: ModelPlan, chunk: Chunk, check: bool) -> ChunkData | None:
     rows = np.flatnonzero(keep)  # positions in the chunk, for errors
     for col, lev in plan.levels.items():
         dfk[col] = pd.Categorical(dfk[col], categories=lev)
-        if check and dfk[col].isna().any():
+        if dfk[col].isna().any():
             i = int(np.flatnonzero(np.asarray(dfk[col].isna()))[0])
             raise DataError(
                 f"column {col!r} has a level not seen in the first pass at {chunk.where(rows[i])}: "
@@ -152,15 +235,24 @@ def chunk_data(plan: ModelPlan, chunk: Chunk, check: bool) -> ChunkData | None:
     w = np.ones(len(dfk)) if w is None else w
     if trials is not None:  # cbind(s, f): trials multiply the prior weights, as R
         w = w * trials
+    y = _binomial_zero_weight_y(plan, y, w)
+    return ChunkData(X, y, w, off, _has_offset(plan)), rows
+
+
+def _binomial_zero_weight_y(plan: ModelPlan, y: Array, w: Array) -> Array:
     if isinstance(plan.family, Binomial):
-        y = np.where(w > 0, y, 0.0)  # R: y[weights == 0] <- 0
-    data = ChunkData(X, y, w, off, bool(plan.terms.offset_terms) or plan.offset is not None)
-    if check:
-        _check_chunk(plan, data, chunk, rows)
-    return data
+        return np.where(w > 0, y, 0.0)  # R: y[weights == 0] <- 0
+    return y
 
 
-def _check_chunk(plan: ModelPlan, data: ChunkData, chunk: Chunk, rows: NDArray[np.intp]) -> None:
+def _has_offset(plan: ModelPlan) -> bool:
+    return bool(plan.terms.offset_terms) or plan.offset is not None
+
+
+def _check_chunk(
+    plan: ModelPlan, data: ChunkData, chunk: Chunk, rows: NDArray[np.intp] | None
+) -> None:
+    rows = _positions(rows, data)
     checks = [
         (f"response {plan.response!r}", data.y),
         (f"weights column {plan.weights!r}", data.weights),

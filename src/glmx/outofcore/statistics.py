@@ -20,6 +20,7 @@ from functools import partial
 
 import numpy as np
 
+from glmx.design.parallel import single_threaded_blas
 from glmx.diagnostics.residuals import residuals
 from glmx.families.base import Family
 from glmx.families.exponential import Binomial, Gaussian, Poisson
@@ -145,7 +146,8 @@ def final_pass(
         chunk_final_sums, design=design, family=family, beta=beta, last_point=last_point,
         start_mu=start_mu, totals=totals,
     )  # fmt: skip
-    out = rows.map_sum(fn)
+    with single_threaded_blas():  # as the IRLS passes
+        out = rows.map_sum(fn)
     return FinalSums() if out is None else out
 
 

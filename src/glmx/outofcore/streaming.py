@@ -25,6 +25,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from glmx.design.matrix import as_design
+from glmx.design.parallel import single_threaded_blas
 from glmx.errors import ConvergenceError
 from glmx.families.base import Family
 from glmx.outofcore.chunkdesign import ChunkData
@@ -117,10 +118,13 @@ def chunk_partials(
     valid = valid and bool(np.all(np.isfinite(eta)))
     W, r = working_weights_and_residuals(inp, eta, mu)
     v = W * (z_base + r) if point.beta is None else W * r
-    # X'WX and X'v of this chunk (p x p: the design's own blocked Gram)
+    # X'WX and X'v of this chunk (p x p: the design's own blocked Gram, X'v in the same
+    # pass over X where the design offers it)
+    gram_rhs = getattr(inp.X, "gram_rmatvec", None)
+    gram, rhs = gram_rhs(W, v) if gram_rhs is not None else (inp.X.gram(W), inp.X.rmatvec(v))
     w = data.weights
     return Partials(
-        inp.X.gram(W), inp.X.rmatvec(v), dev, valid, eta.shape[0],
+        gram, rhs, dev, valid, eta.shape[0],
         int(np.count_nonzero(w > 0)), float(np.sum(w)), float(w @ data.y),
     )  # fmt: skip
 
@@ -166,7 +170,21 @@ def streaming_irls(
     progress: Callable[[int, float], None] | None = None,
 ) -> StreamingResult:
     """R's IRLS from mustart, one pass per step (see the module docstring);
-    ``progress(passes, deviance)`` is called after each step."""
+    ``progress(passes, deviance)`` is called after each step.  BLAS runs on one thread
+    meanwhile (the passes' row blocks use the cores: :mod:`glmx.design.parallel`)."""
+    with single_threaded_blas():
+        return _streaming_irls(rows, design, family, start_mu, tol, max_iter, progress)
+
+
+def _streaming_irls(
+    rows: RowPasses,
+    design: Design,
+    family: Family,
+    start_mu: StartMu,
+    tol: float,
+    max_iter: int,
+    progress: Callable[[int, float], None] | None,
+) -> StreamingResult:
     passes = 1
     here = one_pass(rows, design, family, Point(None), start_mu)
     if not (np.isfinite(here.deviance) and here.valid):
