@@ -50,7 +50,7 @@ PRESETS: dict[str, dict[str, str]] = {
         "scaling": "--n-values 10000,100000,1000000,10000000 --p-values 10,50,100,200,500 "
         "--n-for-p 100000 --reps 3",
         "glmm": "--reps 3 --single-rep-above 60",
-        "outofcore": "--n 10000000",
+        "outofcore": "--n 100000000",
     },
     "smoke": {
         "dense": "--n 20000 --p 10 --reps 2",

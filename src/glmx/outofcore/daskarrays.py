@@ -30,20 +30,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from glmx.errors import BoundaryWarning, DataError, FamilyError
+from glmx.errors import DataError
 from glmx.families import Family, get_family
 from glmx.families.exponential import Binomial
 from glmx.families.links import Link
-from glmx.families.negbin import NegativeBinomial
 from glmx.fitting import _as_vector
-from glmx.outofcore.api import _full_design, _null_fit, _r_mustart
 from glmx.outofcore.chunkdesign import ChunkData
 from glmx.outofcore.daskbackend import BlockPasses, block_value
+from glmx.outofcore.finish import check_options, finish, full_design, r_mustart, reissue, saved_fit
 from glmx.outofcore.results import ChunkedGLM
-from glmx.outofcore.statistics import FinalSums, FitTotals, final_pass
-from glmx.outofcore.streaming import S, StreamingResult, streaming_irls
+from glmx.outofcore.streaming import S, streaming_irls
 from glmx.progress import Progress
-from glmx.results.loaded import SavedFit
 from glmx.solvers.state import Array
 
 CALL = "glmx.glm_fit(X, y)"
@@ -91,15 +88,7 @@ def glm_fit_dask(
             "data into memory (numpy arrays) for those"
         )
     fam = get_family(family, link)
-    if isinstance(fam, NegativeBinomial):
-        raise FamilyError(
-            "the negative binomial family estimates theta by its own alternation, which a "
-            "streamed fit does not run; fit poisson or give a fixed-theta family"
-        )
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise DataError(f"tol must be a positive number, got {tol!r}")
-    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-        raise DataError(f"max_iter must be a positive integer, got {max_iter!r}")
+    check_options(fam, tol, max_iter)
     blocks = _row_blocks(X, y, weights, offset)
     p = blocks.X.shape[1]
     names = [f"x{j}" for j in range(p)] if column_names is None else list(column_names)
@@ -112,13 +101,12 @@ def glm_fit_dask(
         Progress("glmx.glm_fit", enabled=progress, unit="pass") as bar,
     ):
         warnings.simplefilter("always")
-        res = streaming_irls(rows, _full_design, fam, _r_mustart, tol, max_iter, bar)
+        res = streaming_irls(rows, full_design, fam, r_mustart, tol, max_iter, bar)
         has_intercept = bool(rows.found.ones.any()) if intercept is None else bool(intercept)
-        fit, passes = _statistics(rows, plan, res, has_intercept, tol, max_iter)
-    caught = list({str(m.message): m for m in caught}.values())  # each message once
-    for wmsg in caught:
-        warnings.warn_explicit(wmsg.message, wmsg.category, wmsg.filename, wmsg.lineno)
-    fit = dataclasses.replace(fit, warnings=tuple(str(m.message) for m in caught))
+        done = finish(rows, fam, res, has_intercept, plan.has_offset, tol, max_iter)
+    fit = saved_fit(fam, plan.column_names, res, done, has_intercept, tol, max_iter, call=CALL)
+    fit = dataclasses.replace(fit, warnings=reissue(caught))
+    passes = res.n_passes + done.passes
     return ChunkedGLM(fit, passes)
 
 
@@ -312,83 +300,6 @@ def _check_block(plan: ArrayPlan, k: int, X: Array, y: Array, w: Array, off: Arr
             f"{_at(plan, k, bad, y)}"
         )
     fam.warn_response(y, w, "y")
-
-
-def _statistics(
-    rows: ArrayPasses,
-    plan: ArrayPlan,
-    res: StreamingResult,
-    has_intercept: bool,
-    tol: float,
-    max_iter: int,
-) -> tuple[SavedFit, int]:
-    """After the IRLS passes: R's null fit when there is an offset and an intercept, the
-    statistics pass and the boundary warning; the results' content and the passes."""
-    fam = plan.family
-    passes = res.n_passes
-    null_fit = None
-    if has_intercept and plan.has_offset:
-        null_fit = _null_fit(rows, fam, res, tol, max_iter)
-        passes += null_fit.n_passes
-    totals = FitTotals(
-        deviance=res.deviance,
-        n_positive=res.totals.n_positive,
-        sum_w=res.totals.sum_w,
-        null_mu=res.totals.sum_wy / res.totals.sum_w if has_intercept else None,
-        null_needed=null_fit is None,
-    )
-    sums = final_pass(rows, _full_design, fam, res.beta, res.last_point, _r_mustart, totals)
-    passes += 1
-    if sums.n_boundary:
-        what = (
-            "probabilities numerically 0 or 1"
-            if isinstance(fam, Binomial)
-            else "rates numerically 0"
-        )
-        warnings.warn(
-            f"fitted {what} occurred for {sums.n_boundary} observation(s)",
-            BoundaryWarning,
-            stacklevel=3,
-        )
-    null_deviance = null_fit.deviance if null_fit is not None else sums.null_deviance
-    return _saved_fit(plan, res, sums, null_deviance, has_intercept, tol, max_iter), passes
-
-
-def _saved_fit(
-    plan: ArrayPlan,
-    res: StreamingResult,
-    sums: FinalSums,
-    null_deviance: float,
-    has_intercept: bool,
-    tol: float,
-    max_iter: int,
-) -> SavedFit:
-    """The results' content, as a ``glm_fit`` model file would hold it (no terms)."""
-    from glmx import __version__
-
-    fam = plan.family
-    rank = int((~res.aliased).sum())
-    nobs = res.totals.n_positive
-    df_resid = nobs - rank
-    if fam.fixed_dispersion:
-        dispersion = 1.0
-    else:  # R's summary.glm: sum(W r^2) / df_resid, W of the last step
-        dispersion = sums.dispersion_sum / df_resid if df_resid > 0 else float("nan")
-    n_params = rank + fam.n_scale_params
-    return SavedFit(
-        family=fam, columns=plan.column_names, coef=res.coef, aliased=res.aliased,
-        vcov=dispersion * res.cov_unscaled, terms=None, variables=frozenset(),
-        formula=None, call=CALL, method="irls", cov_type=None, theta_se=None,
-        dispersion=dispersion, deviance=res.deviance, null_deviance=null_deviance,
-        pearson_chi2=sums.pearson_chi2, loglik=sums.loglik,
-        aic=-2.0 * sums.loglik + 2.0 * n_params,
-        bic=-2.0 * sums.loglik + np.log(nobs) * n_params,
-        tol=tol, df_resid=df_resid, df_null=nobs - int(has_intercept), nobs=nobs,
-        n_dropped=0, rank=rank, n_iter=res.n_iter, max_iter=max_iter,
-        converged=res.converged, has_intercept=has_intercept,
-        residual_values=np.array([sums.min_residual, sums.max_residual]),
-        notes=(), warnings=(), glmx_version=__version__,
-    )  # fmt: skip
 
 
 __all__ = ["ArrayPasses", "glm_fit_dask", "is_dask_collection"]
