@@ -31,7 +31,8 @@ from glmx.solvers.elementwise import total_deviance
 from glmx.solvers.irls import irls
 from glmx.solvers.negbin import fit_negative_binomial
 from glmx.solvers.separation import detect_separation
-from glmx.solvers.state import Array, IRLSInputs, constant, is_constant
+from glmx.solvers.state import Array, IRLSInputs
+from glmx.vectors import constant, is_constant
 
 
 def glm(

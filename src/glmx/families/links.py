@@ -41,6 +41,11 @@ class Link:
         """d mu / d eta, evaluated at eta."""
         raise NotImplementedError
 
+    def mu_eta_at(self, eta: Array, mu: Array) -> Array:
+        """d mu / d eta at eta, given mu = g^{-1}(eta) already computed (a link whose
+        derivative is a function of mu reuses it)."""
+        return self.mu_eta(eta)
+
     def deriv(self, mu: ArrayLike) -> Array:
         """d eta / d mu = g'(mu)."""
         return 1.0 / self.mu_eta(self.link(mu))
@@ -91,6 +96,9 @@ class Log(Link):
 
     def mu_eta(self, eta: ArrayLike) -> Array:
         return self.inverse(eta)
+
+    def mu_eta_at(self, eta: Array, mu: Array) -> Array:
+        return mu  # the same numbers as mu_eta(eta): d exp(eta) / d eta = exp(eta)
 
 
 class Logit(Link):

@@ -85,9 +85,10 @@ def weights_into(
     """Rows lo:hi's W and r (see :func:`working_weights_and_residuals`) written into W
     and r, given those rows' eta and mu.  Sets: W, r."""
     fam = inp.family
-    d = fam.link.mu_eta(eta)
+    d = fam.link.mu_eta_at(eta, mu)
     np.multiply(d, d, out=W)
-    W *= inp.total_weights[lo:hi]
+    if not inp.unit_weights:
+        W *= inp.total_weights[lo:hi]
     W /= fam.variance(mu)
     np.subtract(inp.y[lo:hi], mu, out=r)
     r /= d

@@ -11,21 +11,9 @@ from numpy.typing import NDArray
 
 from glmx.design.matrix import DesignMatrix
 from glmx.families.base import DevianceFunction, Family
+from glmx.vectors import is_constant
 
 Array = NDArray[np.float64]
-
-
-def constant(n: int, value: float) -> Array:
-    """A read-only length-n vector holding one value, in no memory (a stride-0 view):
-    the default weights and offset of a fit, which would otherwise be fresh n-vectors."""
-    return np.broadcast_to(np.float64(value), (n,))
-
-
-def is_constant(v: Array, value: float | None = None) -> bool:
-    """Whether v is a :func:`constant` vector (of ``value``, when given)."""
-    if v.ndim != 1 or v.strides != (0,):
-        return False
-    return value is None or v.shape[0] == 0 or float(v[0]) == value
 
 
 @dataclass(frozen=True)
@@ -55,6 +43,11 @@ class IRLSInputs:
         if is_constant(self.weights, 1.0):
             return self.freq_weights
         return self.weights * self.freq_weights
+
+    @cached_property
+    def unit_weights(self) -> bool:
+        """Whether every total weight is 1 (the default weights)."""
+        return is_constant(self.total_weights, 1.0)
 
     @cached_property
     def all_weights_positive(self) -> bool:
