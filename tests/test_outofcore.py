@@ -120,9 +120,9 @@ def test_rows_with_missing_values_are_dropped_and_counted() -> None:
     assert rel(chunked.coef, full.coef) < RTOL
 
 
-def test_row_level_outputs_say_they_need_the_data(data: pd.DataFrame) -> None:
+def test_outputs_needing_all_rows_say_so(data: pd.DataFrame) -> None:
     chunked = glm_chunked("event ~ x", data, family="binomial", chunk_rows=25_000)
-    for name in ("fitted", "residuals", "hat", "linear_predictor"):
+    for name in ("hat", "influence", "cooks_distance"):
         with pytest.raises(DataError, match="out-of-core fit does not keep"):
             getattr(chunked, name)
         assert not hasattr(chunked, name)

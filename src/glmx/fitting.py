@@ -53,7 +53,7 @@ def glm(
     """Fit a GLM from an R-style formula and a data frame (pandas, polars, pyarrow, dict),
     or a path to a Parquet file or directory, or a Dask DataFrame: those two are streamed
     in chunks (partitions) without loading them (``glmx.glm_chunked``; the result keeps
-    no per-row data).
+    no rows, and computes its per-row outputs by a pass over the data when asked).
 
     ``weights`` are R's prior weights (binomial: trials for a proportion response);
     ``freq_weights`` are case counts; ``offset`` is on the link scale (``offset(x)`` terms
@@ -143,7 +143,7 @@ def glm_fit(
     ``intercept`` says whether X has one (for the null deviance); by default a column of
     all ones is taken to be the intercept.  Missing values are an error here.  A dask
     array X is streamed over its row blocks on the active Dask scheduler
-    (``glmx.outofcore.daskarrays``; the result keeps no per-row data).
+    (``glmx.outofcore.daskarrays``; per-row outputs are lazy dask arrays).
     """
     from glmx.outofcore.daskarrays import is_dask_collection
 

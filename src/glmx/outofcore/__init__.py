@@ -2,7 +2,7 @@
 of data frames), with the numbers of the in-memory ``glmx.glm``.
 
 ``glm_chunked(formula, source, family=...)`` is the entry point; the result is a
-:class:`ChunkedGLM` (estimates and fit statistics, no per-row data).
+:class:`ChunkedGLM` (estimates and fit statistics; per-row outputs by a pass over the data).
 """
 
 from glmx.outofcore.api import glm_chunked

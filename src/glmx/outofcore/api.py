@@ -13,18 +13,21 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from glmx.design.formula import _spec_variables
-from glmx.errors import FormulaError
+from glmx.errors import DataError, FormulaError
 from glmx.families import Family, get_family
 from glmx.families.links import Link
 from glmx.fitting import _call_text
 from glmx.outofcore.chunkdesign import ChunkData, ModelPlan, chunk_data, model_columns, plan_model
-from glmx.outofcore.daskbackend import DaskSource, is_dask_dataframe
+from glmx.outofcore.daskbackend import DaskPasses, DaskSource, is_dask_dataframe
 from glmx.outofcore.finish import check_options, finish, full_design, r_mustart, reissue, saved_fit
-from glmx.outofcore.results import ChunkedGLM
+from glmx.outofcore.results import ChunkedGLM, RowValues
 from glmx.outofcore.sources import ChunkSource, as_source, survey
-from glmx.outofcore.streaming import RowPasses, S, streaming_irls
+from glmx.outofcore.streaming import S, streaming_irls
 from glmx.progress import Progress
+from glmx.solvers.state import Array
 
 
 def glm_chunked(
@@ -50,7 +53,9 @@ def glm_chunked(
     the p x p sums come back (``chunk_rows`` is not used).  ``weights`` and ``offset`` name
     columns.  Rows with a
     missing value in a used column are dropped and counted (``n_dropped``).  The result
-    has no per-row values (fitted values, residuals): see :class:`ChunkedGLM`.
+    keeps no rows: its per-row values (fitted values, residuals) are computed when asked,
+    by a pass over the source (a lazy dask array for a Dask DataFrame): see
+    :class:`ChunkedGLM`.
     ``progress`` shows a line with the passes and the deviance once the fit has run two
     seconds (default: in a terminal or notebook only).
     """
@@ -66,7 +71,9 @@ def glm_chunked(
         )
     found = src.survey(columns) if isinstance(src, DaskSource) else survey(src, columns)
     plan = plan_model(formula, fam, weights, offset, columns, found)
-    rows: RowPasses = src.passes(plan) if isinstance(src, DaskSource) else _ChunkStream(src, plan)
+    rows: DaskPasses | _ChunkStream = (
+        src.passes(plan) if isinstance(src, DaskSource) else _ChunkStream(src, plan)
+    )
 
     with (
         warnings.catch_warnings(record=True) as caught,
@@ -85,16 +92,18 @@ def glm_chunked(
     )  # fmt: skip
     fit = dataclasses.replace(fit, warnings=reissue(caught))
     passes = 1 + res.n_passes + done.passes
-    return ChunkedGLM(fit, passes)
+    return ChunkedGLM(fit, passes, rows)
 
 
 class _ChunkStream:
-    """Passes over a chunk source in a loop (a :class:`RowPasses`).  The first pass
-    checks the values (response range, weights, design), naming the chunk and row."""
+    """Passes over a chunk source in a loop (a :class:`RowPasses` and a
+    :class:`RowSource`).  The first pass checks the values (response range, weights,
+    design), naming the chunk and row, and counts the model rows."""
 
     def __init__(self, source: ChunkSource, plan: ModelPlan) -> None:
         self.source, self.plan = source, plan
         self.passes = 0
+        self.n_rows = 0  # model rows (after na.omit), counted by the first pass
 
     def map_sum(self, fn: Callable[[ChunkData], S]) -> S | None:
         total: S | None = None
@@ -103,12 +112,30 @@ class _ChunkStream:
             total = part if total is None else total + part
         return total
 
+    def map_rows(self, fn: RowValues) -> Array:
+        """``fn`` on every chunk, written into one vector of the n model rows."""
+        out = np.empty(self.n_rows)
+        start = 0
+        for data in self._rows():
+            stop = start + data.y.shape[0]
+            if stop > self.n_rows:
+                break
+            out[start:stop] = fn(data, start)
+            start = stop
+        if start != self.n_rows:
+            raise DataError(
+                f"the source yielded other rows than when the model was fitted ({self.n_rows} "
+                "rows after dropping missing values): it must yield the same data at every pass"
+            )
+        return out
+
     def _rows(self) -> Iterator[ChunkData]:
         check = self.passes == 0
         self.passes += 1
         for chunk in self.source.chunks(self.plan.columns):
             data = chunk_data(self.plan, chunk, check)
             if data is not None:
+                self.n_rows += data.y.shape[0] if check else 0
                 yield data
 
 

@@ -3,7 +3,8 @@
 X is a two-dimensional dask array (its column blocks are joined, so that a task holds
 whole rows), y and the optional prior weights and offset are dask arrays with the same
 rows (rechunked to X's row blocks when theirs differ) or numpy vectors, which are cut
-into X's row blocks once and kept on the cluster for the fit (``persist``).  Every pass
+into X's row blocks once and kept on the cluster for the fit (``persist``; the results
+keep the vectors themselves, not the copies on the cluster).  Every pass
 of the streamed IRLS (:mod:`glmx.outofcore.streaming`) is one task per row block on the
 active Dask scheduler, reduced in a tree (:class:`~glmx.outofcore.daskbackend.BlockPasses`):
 the blocks are computed where the scheduler puts them, once per pass, and only the p x p
@@ -15,6 +16,9 @@ intercept, found in the first pass), the coefficients are named ``x0, x1, ...`` 
 ``column_names`` are given, and a missing or infinite value is an error, not a dropped
 row: the first pass checks every block and raises :class:`glmx.errors.DataError`
 naming the column, the block, the row in X and in the block, and the value.
+
+The results' per-row outputs (``fitted``, ``residuals(type)``, ...) are lazy dask
+vectors in X's row blocks, one task per block when computed.
 """
 
 from __future__ import annotations
@@ -95,7 +99,8 @@ def glm_fit_dask(
     if len(names) != p:
         raise DataError(f"column_names has {len(names)} names but X has {p} columns")
     plan = ArrayPlan(fam, names, blocks.row_starts(), weights is not None, offset is not None)
-    rows = ArrayPasses(blocks, plan)
+    kept = blocks.persisted()  # held until the fit ends: the graphs name its keys only
+    rows = ArrayPasses(kept, plan)
     with (
         warnings.catch_warnings(record=True) as caught,
         Progress("glmx.glm_fit", enabled=progress, unit="pass") as bar,
@@ -107,7 +112,7 @@ def glm_fit_dask(
     fit = saved_fit(fam, plan.column_names, res, done, has_intercept, tol, max_iter, call=CALL)
     fit = dataclasses.replace(fit, warnings=reissue(caught))
     passes = res.n_passes + done.passes
-    return ChunkedGLM(fit, passes)
+    return ChunkedGLM(fit, passes, ArrayPasses(blocks, plan))
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,18 @@ class RowBlocks:
     y: Any
     weights: Any | None
     offset: Any | None
+    in_memory: frozenset[str] = frozenset()  # the vectors given as numpy vectors
+
+    def persisted(self) -> RowBlocks:
+        """The vectors given in memory cut once and kept on the cluster (for a fit's
+        passes: the graph does not carry them at every pass), under keys of their own:
+        the results' graphs use the keys of the vectors not kept, which must not name
+        other tasks on a scheduler that may still hold the fit's."""
+        kept = {
+            name: getattr(self, name).map_blocks(np.array, dtype=float).persist()
+            for name in self.in_memory
+        }
+        return dataclasses.replace(self, **kept)
 
     def row_starts(self) -> NDArray[np.int64]:
         """The row of X each block starts at."""
@@ -163,18 +180,22 @@ def _row_blocks(X: Any, y: Any, weights: Any, offset: Any) -> RowBlocks:
     n = int(X.shape[0])
     if n == 0:
         raise DataError("there are no observations to fit")
-    vectors = [
-        None if v is None else _aligned_vector(v, name, n, X.chunks[0])
-        for name, v in (("response", y), ("weights", weights), ("offset", offset))
-    ]
-    if vectors[0] is None:
+    given = {"y": ("response", y), "weights": ("weights", weights), "offset": ("offset", offset)}
+    vectors = {
+        field: None if v is None else _aligned_vector(v, name, n, X.chunks[0])
+        for field, (name, v) in given.items()
+    }
+    if vectors["y"] is None:
         raise DataError("y is required")
-    return RowBlocks(X, vectors[0], vectors[1], vectors[2])
+    in_memory = frozenset(
+        f for f, (_, v) in given.items() if v is not None and not is_dask_collection(v)
+    )
+    return RowBlocks(X, vectors["y"], vectors["weights"], vectors["offset"], in_memory)
 
 
 def _aligned_vector(v: Any, name: str, n: int, row_chunks: tuple[int, ...]) -> Any:
     """A dask vector of length n in X's row blocks: rechunked when its blocks differ,
-    cut and kept on the cluster (persist) when it is an in-memory vector."""
+    cut into them when it is an in-memory vector."""
     import dask.array as da
 
     if not isinstance(v, da.Array):
@@ -183,7 +204,7 @@ def _aligned_vector(v: Any, name: str, n: int, row_chunks: tuple[int, ...]) -> A
                 f"{name} is a {type(v).__name__}; give a dask array (e.g. series.to_dask_array"
                 "(lengths=True)) or a numpy vector"
             )
-        return da.from_array(_as_vector(v, name, n), chunks=(row_chunks,)).persist()
+        return da.from_array(_as_vector(v, name, n), chunks=(row_chunks,))
     if v.ndim == 2 and v.shape[1] == 1:
         v = v[:, 0]
     if v.ndim != 1:
@@ -229,6 +250,10 @@ class ArrayPasses(BlockPasses):
 
     def __init__(self, blocks: RowBlocks, plan: ArrayPlan) -> None:
         super().__init__(blocks.delayed(), plan, _block_value)
+        self._row_counts = [int(n) for n in blocks.X.chunks[0]]
+
+    def row_counts(self) -> list[int]:
+        return self._row_counts
 
     def map_sum(self, fn: Callable[[ChunkData], S]) -> S | None:
         total = super().map_sum(fn)

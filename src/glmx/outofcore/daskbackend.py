@@ -9,7 +9,9 @@ results up in a tree of ``FAN_IN``-way sums, and computes the root with
 is the default, the threaded scheduler otherwise.  Each pass reads every partition once
 (nothing is persisted) and only the sums (p x p at most) come back to the client.
 :class:`BlockPasses` is that machinery for any blocks of rows; the row blocks of dask
-arrays (:mod:`glmx.outofcore.daskarrays`) use it too.
+arrays (:mod:`glmx.outofcore.daskarrays`) use it too.  Its ``map_rows`` gives the
+per-row outputs of the results as a lazy dask array: one task per block, with the row
+counts the first pass found, computed only when the user computes the array.
 
 An invalid value raises :class:`glmx.errors.DataError` inside the partition's task,
 naming the column, the partition and the row in it; Dask passes a task's exception to
@@ -29,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+
+import numpy as np
 
 from glmx.design.frames import to_pandas
 from glmx.outofcore.chunkdesign import ChunkData, ModelPlan, chunk_data
@@ -110,6 +114,31 @@ class BlockPasses:
         self.passes = 0
         self.found: Any = None
 
+    def row_counts(self) -> list[int]:
+        """The model rows of each block (known once the first pass has run)."""
+        raise NotImplementedError
+
+    def map_rows(self, fn: Callable[[ChunkData, int], Any]) -> Any:
+        """A lazy dask vector of ``fn(rows, start)`` over the blocks in order: one task
+        per block (its model rows, then ``fn``), nothing computed here."""
+        import dask
+        import dask.array as da
+
+        counts = self.row_counts()
+        starts = [int(s) for s in np.cumsum([0, *counts[:-1]])]
+        shared_fn = dask.delayed(fn)
+        parts = [
+            da.from_delayed(
+                dask.delayed(partial(_block_rows, self._task))(
+                    block, k, self._context, shared_fn, start
+                ),
+                shape=(n,),
+                dtype=float,
+            )
+            for k, (block, n, start) in enumerate(zip(self._blocks, counts, starts))
+        ]
+        return da.concatenate(parts)
+
     def map_sum(self, fn: Callable[[ChunkData], S]) -> S | None:
         import dask
 
@@ -130,10 +159,27 @@ class BlockPasses:
 
 
 class DaskPasses(BlockPasses):
-    """The IRLS and statistics passes over the partitions of a dask DataFrame."""
+    """The IRLS and statistics passes over the partitions of a dask DataFrame; the first
+    counts each partition's model rows (after na.omit)."""
+
+    found: PartitionRows | None
 
     def __init__(self, ddf: Any, plan: ModelPlan) -> None:
         super().__init__(ddf[plan.columns].to_delayed(), plan, _partition_value)
+
+    def row_counts(self) -> list[int]:
+        counts = {} if self.found is None else self.found.counts
+        return [counts.get(k, 0) for k in range(len(self._blocks))]
+
+
+@dataclass
+class PartitionRows:
+    """The model rows of the partitions seen, by partition number; ``+`` joins them."""
+
+    counts: dict[int, int]
+
+    def __add__(self, other: PartitionRows) -> PartitionRows:
+        return PartitionRows({**self.counts, **other.counts})
 
 
 def block_value(
@@ -157,6 +203,14 @@ def block_value(
     return Checked(fn(data), raised, None if find is None else find(data))
 
 
+def _block_rows(
+    task: Callable[..., Any], block: Any, k: int, context: Any, fn: Any, start: int
+) -> Any:
+    """The task of a rows pass on block k: ``fn(rows, start)``, empty for no rows."""
+    value = task(block, k, context, False, partial(fn, start=start))
+    return np.empty(0) if value is None else value
+
+
 def _partition_chunk(frame: Any, k: int, columns: list[str]) -> Chunk:
     """Partition k as a chunk (labelled for the errors, rows counted from 0 in it)."""
     df = to_pandas(frame)[columns].reset_index(drop=True)
@@ -172,9 +226,12 @@ def _partition_value(
     frame: Any, k: int, plan: ModelPlan, check: bool, fn: Callable[[ChunkData], S]
 ) -> Any:
     """The task of a pass on partition k: its model rows, then the pass's function."""
-    return block_value(
-        partial(chunk_data, plan, _partition_chunk(frame, k, plan.columns)), check, fn
-    )
+    chunk = _partition_chunk(frame, k, plan.columns)
+    return block_value(partial(chunk_data, plan, chunk), check, fn, partial(_partition_rows, k))
+
+
+def _partition_rows(k: int, data: ChunkData) -> PartitionRows:
+    return PartitionRows({k: int(data.y.shape[0])})
 
 
 def _sum_present(*parts: Any) -> Any:
@@ -209,4 +266,12 @@ def compute_sum(parts: list[Any]) -> Any:
     return total
 
 
-__all__ = ["BlockPasses", "Checked", "DaskPasses", "DaskSource", "block_value", "is_dask_dataframe"]
+__all__ = [
+    "BlockPasses",
+    "Checked",
+    "DaskPasses",
+    "DaskSource",
+    "PartitionRows",
+    "block_value",
+    "is_dask_dataframe",
+]
