@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pandas as pd
 import pytest
@@ -31,28 +30,6 @@ ROWS = 50_000
 @pytest.fixture(scope="module")
 def data() -> pd.DataFrame:
     return make_data(ROWS)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[distributed.LocalCluster]:
-    # in-process workers (threads) start in a fraction of a second; the tasks still go
-    # through the scheduler, serialized, as on a real cluster
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as lc:
-        yield lc
-
-
-@pytest.fixture(params=["distributed", "threads"])
-def scheduler(request: pytest.FixtureRequest, cluster: distributed.LocalCluster) -> Iterator[str]:
-    if request.param == "distributed":
-        with distributed.Client(cluster) as client:
-            yield "distributed"
-            assert client.status == "running"
-    else:
-        with pytest.raises(ValueError):
-            distributed.default_client()  # no client: dask's threaded scheduler runs it
-        yield "threads"
 
 
 @pytest.mark.parametrize(("formula", "family", "kw"), CASES, ids=[c[1] for c in CASES])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import runpy
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,28 +39,6 @@ def data() -> dict[str, np.ndarray]:
     X = np.column_stack([np.ones(len(df)), df["x"], *dummies])
     arrays = {c: df[c].to_numpy(dtype=float) for c in df.columns if c != "g"}
     return {"X": X, **arrays}
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    # in-process workers start in a fraction of a second; the tasks still go through the
-    # scheduler, serialized, as on a real cluster
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as lc:
-        yield lc
-
-
-@pytest.fixture(params=["distributed", "threads"])
-def scheduler(request: pytest.FixtureRequest, cluster: Any) -> Iterator[str]:
-    if request.param == "distributed":
-        with distributed.Client(cluster) as client:
-            yield "distributed"
-            assert client.status == "running"
-    else:
-        with pytest.raises(ValueError):
-            distributed.default_client()  # no client: dask's threaded scheduler runs it
-        yield "threads"
 
 
 def _blocks(v: np.ndarray, rows: int = BLOCK) -> Any:
