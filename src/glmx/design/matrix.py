@@ -139,8 +139,9 @@ class DenseDesign:
 
 
 class SparseDesign:
-    """scipy.sparse design, kept in CSR; the Gram is formed sparsely and densified
-    (p x p), which suits designs with many rows and a moderate number of columns."""
+    """scipy.sparse design, kept in CSR; the Gram is formed by the sparse kernel of
+    :mod:`glmx.design.sparse_gram` into a dense p x p matrix, which suits designs with many
+    rows and a moderate number of columns."""
 
     def __init__(self, X: sp.spmatrix | sp.sparray, column_names: list[str] | None = None) -> None:
         self.X = sp.csr_matrix(X, dtype=np.float64)
@@ -150,6 +151,10 @@ class SparseDesign:
             if column_names is not None
             else [f"x{j}" for j in range(self.shape[1])]
         )
+        # the Gram kernel's X and G's blocks (sparse_gram.GramBlocks), made at the first Gram
+        self._gram_plan: (
+            tuple[sp.csr_matrix, tuple[NDArray[np.intp], list[tuple[int, int]]]] | None
+        ) = None
 
     def matvec(self, b: Array) -> Array:
         return np.asarray(self.X @ b).ravel()
@@ -158,6 +163,22 @@ class SparseDesign:
         return np.asarray(self.X.T @ r).ravel()
 
     def gram(self, w: Array) -> Array:
+        return self.gram_rmatvec(w, None)[0]
+
+    def gram_rmatvec(self, w: Array, v: Array | None) -> tuple[Array, Array | None]:
+        """X'WX and, in the same pass over X, X'v (None when v is None)."""
+        try:
+            from glmx.design import sparse_gram
+        except ImportError:  # no Numba for this Python: scipy's sparse products
+            return self._gram_spgemm(w), (None if v is None else self.rmatvec(v))
+        if self._gram_plan is None:
+            # the kernel's X (a sorted copy only if X's rows are not) and its blocks of G
+            Xc = sparse_gram.canonical_csr(self.X)
+            blocks = sparse_gram.gram_blocks(sparse_gram.column_pairs(Xc), self.shape[0])
+            self._gram_plan = (Xc, blocks)
+        return sparse_gram.sparse_gram(self._gram_plan[0], w, v, self._gram_plan[1])
+
+    def _gram_spgemm(self, w: Array) -> Array:
         """(sqrt(w) X)'(sqrt(w) X), the row slices' sparse products summed densely (scipy
         releases the GIL in the product, so the slices run in parallel)."""
         sw = np.sqrt(w)
