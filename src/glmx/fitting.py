@@ -99,15 +99,13 @@ def _fit_out_of_core(
 ) -> Any:  # fmt: skip
     """``glm`` on a Parquet path or a Dask DataFrame: ``glmx.outofcore.glm_chunked``,
     which keeps no rows."""
-    given = [name for name, value in unsupported.items() if value is not None]
-    if method != "irls":
-        given.append(f"method={method!r}")
-    if given:
-        raise DataError(
-            f"a fit streamed from {_source_text(path)} does not take {', '.join(given)}; "
-            "load the data into memory for those (or use glmx.glm_chunked's options)"
-        )
     from glmx.outofcore import glm_chunked
+    from glmx.outofcore.finish import refuse_in_memory_options
+
+    refuse_in_memory_options(
+        _source_text(path), unsupported, method,
+        "load the data into memory for those (or use glmx.glm_chunked's options)",
+    )  # fmt: skip
 
     return glm_chunked(
         formula, path, family=family, link=link, weights=weights, offset=offset, tol=tol,

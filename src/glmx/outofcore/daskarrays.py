@@ -41,7 +41,15 @@ from glmx.families.links import Link
 from glmx.fitting import _as_vector
 from glmx.outofcore.chunkdesign import ChunkData
 from glmx.outofcore.daskbackend import BlockPasses, block_value
-from glmx.outofcore.finish import check_options, finish, full_design, r_mustart, reissue, saved_fit
+from glmx.outofcore.finish import (
+    check_options,
+    finish,
+    full_design,
+    r_mustart,
+    refuse_in_memory_options,
+    reissue,
+    saved_fit,
+)
 from glmx.outofcore.results import ChunkedGLM
 from glmx.outofcore.streaming import S, streaming_irls
 from glmx.progress import Progress
@@ -83,14 +91,9 @@ def glm_fit_dask(
     ``freq_weights``, ``start``, ``cov_type``, ``cluster`` and ``method="firth"`` need the
     rows in memory and are refused."""
     options = dict(freq_weights=freq_weights, start=start, cov_type=cov_type, cluster=cluster)
-    given = [name for name, value in options.items() if value is not None]
-    if method != "irls":
-        given.append(f"method={method!r}")
-    if given:
-        raise DataError(
-            f"a fit streamed from dask arrays does not take {', '.join(given)}; load the "
-            "data into memory (numpy arrays) for those"
-        )
+    refuse_in_memory_options(
+        "dask arrays", options, method, "load the data into memory (numpy arrays) for those"
+    )
     fam = get_family(family, link)
     check_options(fam, tol, max_iter)
     blocks = _row_blocks(X, y, weights, offset)

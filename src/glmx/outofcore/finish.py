@@ -40,6 +40,18 @@ def check_options(fam: Family, tol: Any, max_iter: Any) -> None:
         raise DataError(f"max_iter must be a positive integer, got {max_iter!r}")
 
 
+def refuse_in_memory_options(
+    source: str, options: dict[str, Any], method: str, advice: str
+) -> None:
+    """A streamed fit cannot honour options that need the rows in memory (frequency
+    weights, start values, robust covariances, Firth's method): name those given."""
+    given = [name for name, value in options.items() if value is not None]
+    if method != "irls":
+        given.append(f"method={method!r}")
+    if given:
+        raise DataError(f"a fit streamed from {source} does not take {', '.join(given)}; {advice}")
+
+
 def full_design(data: ChunkData) -> object:
     return data.X
 
@@ -168,6 +180,7 @@ __all__ = [
     "full_design",
     "ones_design",
     "r_mustart",
+    "refuse_in_memory_options",
     "reissue",
     "saved_fit",
 ]

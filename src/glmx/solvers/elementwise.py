@@ -72,29 +72,25 @@ def working_weights_and_residuals(
     (written into ``out`` when given)."""
     W, r = (np.empty_like(eta), np.empty_like(eta)) if out is None else out
 
+    fam = inp.family
+    wt, y = inp.total_weights, inp.y
+
     def block(lo: int, hi: int) -> None:
-        weights_into(inp, eta[lo:hi], mu[lo:hi], lo, hi, W[lo:hi], r[lo:hi])
+        m = mu[lo:hi]
+        d = fam.link.mu_eta_at(eta[lo:hi], m)
+        Wb, rb = W[lo:hi], r[lo:hi]
+        np.multiply(d, d, out=Wb)
+        if not inp.unit_weights:
+            Wb *= wt[lo:hi]
+        Wb /= fam.variance(m)
+        np.subtract(y[lo:hi], m, out=rb)
+        rb /= d
+        bad = d == 0
+        if not inp.all_weights_positive:
+            bad |= wt[lo:hi] <= 0
+        if bad.any():
+            Wb[bad] = 0.0
+            rb[bad] = 0.0
 
     over_blocks(eta.shape[0], block)
     return W, r
-
-
-def weights_into(
-    inp: IRLSInputs, eta: Array, mu: Array, lo: int, hi: int, W: Array, r: Array
-) -> None:
-    """Rows lo:hi's W and r (see :func:`working_weights_and_residuals`) written into W
-    and r, given those rows' eta and mu.  Sets: W, r."""
-    fam = inp.family
-    d = fam.link.mu_eta_at(eta, mu)
-    np.multiply(d, d, out=W)
-    if not inp.unit_weights:
-        W *= inp.total_weights[lo:hi]
-    W /= fam.variance(mu)
-    np.subtract(inp.y[lo:hi], mu, out=r)
-    r /= d
-    bad = d == 0
-    if not inp.all_weights_positive:
-        bad |= inp.total_weights[lo:hi] <= 0
-    if bad.any():
-        W[bad] = 0.0
-        r[bad] = 0.0
