@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from glmx.design.formula import build_model_frame
 from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign, as_design
-from glmx.design.parallel import single_threaded_blas
+from glmx.design.parallel import map_slices, row_slices, single_threaded_blas
 from glmx.errors import BoundaryWarning, DataError, FamilyError, SeparationWarning
 from glmx.families import Family, get_family
 from glmx.families.exponential import Binomial, Poisson
@@ -156,10 +156,10 @@ def glm_fit(
     fam = get_family(family, link)
     if isinstance(X, pd.DataFrame):
         column_names = column_names or [str(c) for c in X.columns]
-    design = _checked_design(X, column_names)
+    design, ones = _checked_design(X, column_names)
     y_arr = _as_vector(y, "y")
     if intercept is None:
-        intercept = _has_ones_column(design)
+        intercept = _has_ones_column(design) if ones is None else ones
     return _fit(
         design, y_arr, fam, weights, freq_weights, offset, start, tol, max_iter,
         has_intercept=intercept, n_dropped=0, terms=None, call="glmx.glm_fit(X, y)",
@@ -191,10 +191,11 @@ class FitOptions:
             )
 
 
-def _checked_design(X: Any, column_names: list[str] | None) -> DesignMatrix:
-    """A DesignMatrix from user X, with errors that name the column at fault."""
+def _checked_design(X: Any, column_names: list[str] | None) -> tuple[DesignMatrix, bool | None]:
+    """A DesignMatrix from user X, with errors that name the column at fault, and for a
+    numpy X whether it has a column of ones (None: not looked at)."""
     if isinstance(X, (DenseDesign, SparseDesign)):
-        return X
+        return X, None
     if sp.issparse(X):
         data = np.asarray(X.data)
         if not np.issubdtype(data.dtype, np.number):
@@ -211,7 +212,7 @@ def _checked_design(X: Any, column_names: list[str] | None) -> DesignMatrix:
                 f"column {design.column_names[j]!r} of X has {int((cols == j).sum())} missing "
                 "or non-finite value(s); glm_fit does not drop rows"
             )
-        return design
+        return design, None
     try:
         arr = np.asarray(X.to_numpy(dtype=float) if isinstance(X, pd.DataFrame) else X, dtype=float)
     except (TypeError, ValueError):
@@ -221,10 +222,8 @@ def _checked_design(X: Any, column_names: list[str] | None) -> DesignMatrix:
             f"X must be a two-dimensional matrix (rows x columns), got shape {arr.shape}"
         )
     design = DenseDesign(arr, column_names)
-    # a NaN or inf makes its row sum non-finite: one cheap pass (X times ones), and the
-    # full element check only when a sum is not finite (or overflowed)
-    with np.errstate(over="ignore", invalid="ignore"):
-        sums_finite = bool(np.isfinite(design.matvec(np.ones(arr.shape[1]))).all())
+    sums_finite, ones = _scan_dense(arr)
+    # the full element check only when a block's sum is not finite (or overflowed)
     bad = np.zeros((0, arr.shape[1]), dtype=bool) if sums_finite else ~np.isfinite(arr)
     if bad.any():
         j = int(np.flatnonzero(bad.any(axis=0))[0])
@@ -232,7 +231,28 @@ def _checked_design(X: Any, column_names: list[str] | None) -> DesignMatrix:
             f"column {design.column_names[j]!r} of X has {int(bad[:, j].sum())} "
             "missing or non-finite value(s); glm_fit does not drop rows"
         )
-    return design
+    return design, ones
+
+
+def _scan_dense(X: Array) -> tuple[bool, bool]:
+    """One blocked pass over X, in the design threads: whether the sum of every row
+    block is finite (a NaN or inf makes it NaN or inf), and whether a column is all ones
+    (the candidates: columns of ones in the first rows).  No n-long temporary."""
+    n, p = X.shape
+    candidates = np.flatnonzero(np.all(X[:64] == 1.0, axis=0)) if n else np.zeros(0, int)
+    block = max(256, 2**17 // max(p, 1))  # 1 MB of X
+
+    def part(lo: int, hi: int) -> tuple[bool, Any]:
+        finite, ones = True, np.ones(candidates.shape[0], dtype=bool)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for a in range(lo, hi, block):
+                blk = X[a : min(a + block, hi)]
+                finite &= bool(np.isfinite(blk.sum()))
+                ones &= np.all(blk[:, candidates] == 1.0, axis=0)
+        return finite, ones
+
+    parts = map_slices(part, row_slices(n, p, align=block))
+    return all(f for f, _ in parts), bool(np.logical_and.reduce([o for _, o in parts]).any())
 
 
 def _call_text(

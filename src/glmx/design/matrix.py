@@ -21,6 +21,12 @@ Array = NDArray[np.float64]
 # rows per block for the chunked Gram: block * p doubles stay in the L2/L3 cache
 # (measured on the 2-core dev machine: 1.6 MB blocks run the pass at the BLAS floor)
 _TARGET_BLOCK_BYTES = 1600 * 2**10
+# designs of at most this many columns form their Gram by the Numba kernel of
+# glmx.design.dense_gram (faster than syrk there; see its table) when it has at least
+# this many multiply-adds: below, syrk is as fast and a small fit does not load Numba
+# (about 0.3 s the first time in a process)
+_NARROW_COLUMNS = 32
+_NARROW_MIN_PAIRS = 2_000_000
 
 
 @runtime_checkable
@@ -49,7 +55,8 @@ class DesignMatrix(Protocol):
 
 class DenseDesign:
     """Dense float64 design.  The Gram is a chunked BLAS ``syrk`` of sqrt(w)-scaled row
-    blocks, so memory beyond X is O(block * p + p^2) and X is never copied."""
+    blocks (a Numba kernel for narrow designs), so memory beyond X is O(block * p + p^2)
+    and X is never copied."""
 
     def __init__(self, X: NDArray[np.floating], column_names: list[str] | None = None) -> None:
         arr: Array = np.asarray(X, dtype=np.float64)
@@ -94,6 +101,13 @@ class DenseDesign:
     def gram_rmatvec(self, w: Array, v: Array | None) -> tuple[Array, Array | None]:
         """X'WX and, in the same pass over X, X'v (None when v is None)."""
         n, p = self.shape
+        if p <= _NARROW_COLUMNS and n * p * (p + 1) // 2 >= _NARROW_MIN_PAIRS:
+            try:
+                from glmx.design.dense_gram import narrow_gram
+            except ImportError:  # no Numba for this Python: the syrk below
+                pass
+            else:
+                return narrow_gram(self.X, w, v)
         if n <= self._block:
             G = self.X.T @ (self.X * w[:, None])
             return (G + G.T) / 2.0, (None if v is None else self.X.T @ v)

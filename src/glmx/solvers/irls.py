@@ -154,7 +154,7 @@ def _step(ev: Evaluator, beta_new: Array, old: Point) -> tuple[Point, int, bool]
     halvings = 0
     boundary = False
     while True:
-        pt = ev.at(beta, owner=old)
+        pt = ev.at(beta)
         bad = not np.isfinite(pt.deviance) or not pt.valid
         worse = (
             not bad
@@ -175,7 +175,7 @@ def _step(ev: Evaluator, beta_new: Array, old: Point) -> tuple[Point, int, bool]
                     "range); supply start= coefficients or use another link"
                 )
             # no decrease possible: stay put, which signals convergence
-            return ev.at(old.beta, owner=old), halvings, boundary
+            return ev.at(old.beta), halvings, boundary
         boundary |= bad
         beta = (beta + old.beta) / 2.0
         halvings += 1

@@ -7,10 +7,13 @@ over X for X'WX and X'Wc, c = r for a step from coefficients (beta <- beta + del
 R's working response z = eta - offset + r for the first step from ``mustart``.
 
 The n-vectors are written into buffers kept for the whole fit: a fresh n-vector costs
-page faults on its first touch (about as much as the arithmetic on it), and a fit needs
-about seven per iteration.  Two sets of eta and mu alternate, so the point a step starts
-from keeps its values while the candidate is evaluated; W and r are one set, rewritten by
-every step (the last step's W is the one R reports).
+page faults on its first touch (more than the arithmetic on it: about 60 ms for 1e7 rows
+on the dev machine), and a fit needs about seven per iteration.  There is one set of
+eta, mu, W and r.  Evaluating a candidate overwrites the eta and mu of the point the step
+starts from: a step, its halvings and the convergence test need only that point's
+coefficients and deviance, and a point's normal equations are formed before any
+candidate of its step.  W and r are rewritten by every step (the last step's W is the
+one R reports).
 """
 
 from __future__ import annotations
@@ -42,14 +45,17 @@ class Evaluator:
     def __init__(self, inp: IRLSInputs) -> None:
         self.inp = inp
         self.has_offset = bool(np.any(inp.offset != 0.0))
-        self._sets: list[tuple[Array, Array]] = []  # (eta, mu) buffers
+        self._eta_mu: tuple[Array, Array] | None = None
         self._W: Array | None = None
         self._r: Array | None = None
 
-    def at(self, beta: Array, owner: Point | None = None) -> Point:
-        """The fit at coefficients beta, in buffers that ``owner`` (the point the step
-        starts from) does not use."""
-        eta, mu = self._buffers(owner)
+    def at(self, beta: Array) -> Point:
+        """The fit at coefficients beta (in the buffers of the previous point at
+        coefficients, whose eta and mu it overwrites)."""
+        if self._eta_mu is None:
+            n = self.inp.y.shape[0]
+            self._eta_mu = (np.empty(n), np.empty(n))
+        eta, mu = self._eta_mu
         X = self.inp.X
         if isinstance(X, DenseDesign):
             X.matvec(beta, out=eta)
@@ -80,12 +86,3 @@ class Evaluator:
         r *= W  # c -> Wc, in place
         fac, rhs = normal_equations(inp.X, W, r)
         return fac, rhs, W
-
-    def _buffers(self, owner: Point | None) -> tuple[Array, Array]:
-        """An (eta, mu) set not used by ``owner``."""
-        for eta, mu in self._sets:
-            if owner is None or (eta is not owner.eta and mu is not owner.mu):
-                return eta, mu
-        n = self.inp.y.shape[0]
-        self._sets.append((np.empty(n), np.empty(n)))
-        return self._sets[-1]
