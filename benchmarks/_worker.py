@@ -186,7 +186,7 @@ def categorical_fit(
 def categorical_task(data: Path, library: str, family: str) -> tuple[Fit, Fit]:
     num, codes, y = (np.load(data / f) for f in ("num.npy", "codes.npy", "y.npy"))
     k = int(json.loads((data / "meta.json").read_text())["levels"])
-    m = min(len(y), 2000)  # warm-up: the same code path with a 3-level factor
+    m = min(len(y), 50_000)  # warm-up: the same code paths with a 3-level factor
     warm = categorical_fit(library, num[:m], codes[:m] % 3, 3, y[:m], family)
     return categorical_fit(library, num, codes, k, y, family), warm
 
