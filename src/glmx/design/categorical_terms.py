@@ -38,7 +38,8 @@ CATEGORICAL_MIN_LEVELS = 100
 PROTOTYPE_ROWS = 64
 # the stand-in levels; every row gets the second, which no coding drops
 _TOKENS = ("glmxlevel0x", "glmxlevel1x", "glmxlevel2x")
-_C_CALL = re.compile(r"C\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)")
+# a factor written C(name): group 1 is the column name
+C_CALL = re.compile(r"C\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)")
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ def _many_level_factor(rhs: str, df: pd.DataFrame) -> tuple[str, Any] | None:
     best: tuple[str, Any] | None = None
     for factor in dict.fromkeys(f for term in terms for f in term.factors):
         expr = str(factor.expr).strip()
-        m = _C_CALL.fullmatch(expr)
+        m = C_CALL.fullmatch(expr)
         name = m.group(1) if m else expr
         if name not in df.columns:
             continue

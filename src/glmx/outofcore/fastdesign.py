@@ -23,7 +23,6 @@ gave, on a probe frame, exactly the rows and values of the formula route
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from formulaic.transforms.contrasts import TreatmentContrasts
 from formulaic.utils.sentinels import UNSET
 from numpy.typing import NDArray
 
+from glmx.design.categorical_terms import C_CALL
 from glmx.design.formula import _numeric
 from glmx.errors import DataError
 from glmx.outofcore.sources import Chunk, arrow_kind, arrow_missing
@@ -43,7 +43,6 @@ from glmx.solvers.state import Array
 Part = tuple[str, int]
 Product = tuple[Part, ...]
 
-_C_CALL = re.compile(r"C\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)")
 PROBE_ROWS = 4096  # rows of the probe frame that checks the recipe
 
 
@@ -137,7 +136,7 @@ def _factor_parts(
     factor = scoped_factor.factor.factor
     expr = str(factor.expr)
     method = getattr(factor.eval_method, "name", "")
-    call = _C_CALL.fullmatch(expr)
+    call = C_CALL.fullmatch(expr)
     name = expr if method == "LOOKUP" else (call.group(1) if call else None)
     if name is None:
         return None
