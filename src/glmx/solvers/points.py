@@ -26,6 +26,7 @@ from glmx.design.matrix import DenseDesign
 from glmx.solvers.elementwise import fitted_and_deviance, working_weights_and_residuals
 from glmx.solvers.linalg import Factorization, normal_equations
 from glmx.solvers.state import Array, IRLSInputs
+from glmx.vectors import is_constant
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,15 @@ class Evaluator:
 
     def __init__(self, inp: IRLSInputs) -> None:
         self.inp = inp
-        self.has_offset = bool(np.any(inp.offset != 0.0))
+        self.has_offset = not is_constant(inp.offset, 0.0) and bool(np.any(inp.offset != 0.0))
         self._eta_mu: tuple[Array, Array] | None = None
         self._W: Array | None = None
         self._r: Array | None = None
 
     def at(self, beta: Array) -> Point:
-        """The fit at coefficients beta (in the buffers of the previous point at
-        coefficients, whose eta and mu it overwrites)."""
-        if self._eta_mu is None:
-            n = self.inp.y.shape[0]
-            self._eta_mu = (np.empty(n), np.empty(n))
-        eta, mu = self._eta_mu
+        """The fit at coefficients beta (in the buffers of the previous point, whose eta
+        and mu it overwrites)."""
+        eta, mu = self._buffers()
         X = self.inp.X
         if isinstance(X, DenseDesign):
             X.matvec(beta, out=eta)
@@ -67,9 +65,19 @@ class Evaluator:
         return Point(beta, eta, mu, dev, valid)
 
     def at_eta(self, eta: Array) -> Point:
-        """The starting fit at eta = g(mustart), before there are coefficients."""
-        mu, dev, valid = fitted_and_deviance(self.inp, eta)
-        return Point(None, eta, mu, dev, valid)
+        """The starting fit at eta = g(mustart), before there are coefficients (eta is
+        copied into the buffers, which the first step's candidates then reuse)."""
+        buf, mu = self._buffers()
+        buf[:] = eta
+        mu, dev, valid = fitted_and_deviance(self.inp, buf, out=mu)
+        return Point(None, buf, mu, dev, valid)
+
+    def _buffers(self) -> tuple[Array, Array]:
+        """The fit's (eta, mu) buffers, made at the first call."""
+        if self._eta_mu is None:
+            n = self.inp.y.shape[0]
+            self._eta_mu = (np.empty(n), np.empty(n))
+        return self._eta_mu
 
     def normal_equations(self, pt: Point) -> tuple[Factorization, Array, Array]:
         """The factored X'WX, X'Wc and W of the step from pt (W is valid until the next
