@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, str]] = {
     # n = 1e5: under ~15 minutes on the 2-core development machine
     "moderate": {
         "dense": "--n 1000000 --p 50 --reps 3 --single-rep-above 12",
-        "categorical": "--n 1000000 --levels 1000,10000 --reps 3 --timeout 300 --skip-slow "
+        "categorical": "--n 1000000 --levels 1000,10000 --reps 5 --timeout 300 --skip-slow "
         "--single-rep-above 20",
         "sparse": "--n 200000 --p 2000 --reps 3 --single-rep-above 20",
         "scaling": "--n-values 10000,100000,1000000,10000000 --p-values 10,50,100,200,500 "

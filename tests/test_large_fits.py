@@ -58,19 +58,20 @@ def test_one_pass_design_scan_finds_late_bad_values_and_broken_ones_columns(monk
     # glm_fit scans a numpy X in row blocks and threads: a value far from the first
     # block must still be caught, and a column of ones broken late is not an intercept
     import glmx.fitting as fitting
+    from glmx.design.scan import scan_dense
 
     monkeypatch.setenv("GLMX_NUM_THREADS", "2")
     rng = np.random.default_rng(13)
     n = 300_000
     X = np.column_stack([np.ones(n), rng.normal(size=n), np.full(n, 1e306)])
-    finite, ones = fitting._scan_dense(X)  # the row sums overflow: not finite, checked exactly
+    finite, ones = scan_dense(X)  # the row sums overflow: not finite, checked exactly
     assert not finite and ones
     X[:, 2] = 1.0  # two columns of ones
     X[n - 3, 0] = 2.0
-    assert fitting._scan_dense(X) == (True, True)  # column 2 is still all ones
+    assert scan_dense(X) == (True, True)  # column 2 is still all ones
     X[n - 1, 2] = 0.5
-    assert fitting._scan_dense(X) == (True, False)
-    assert fitting._scan_dense(X[:0]) == (True, False)
+    assert scan_dense(X) == (True, False)
+    assert scan_dense(X[:0]) == (True, False)
     y = rng.poisson(1.0, n).astype(float)
     fit = glmx.glm_fit(X[:, :2], y, family="poisson")
     assert not fit._fit.has_intercept  # column 0 has a 2 in row n - 3

@@ -19,7 +19,8 @@ import scipy.sparse as sp
 
 from glmx.design.formula import build_model_frame
 from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign, as_design
-from glmx.design.parallel import map_slices, row_slices, single_threaded_blas
+from glmx.design.parallel import single_threaded_blas
+from glmx.design.scan import scan_dense
 from glmx.errors import BoundaryWarning, DataError, FamilyError, SeparationWarning
 from glmx.families import Family, get_family
 from glmx.families.exponential import Binomial, Poisson
@@ -222,7 +223,7 @@ def _checked_design(X: Any, column_names: list[str] | None) -> tuple[DesignMatri
             f"X must be a two-dimensional matrix (rows x columns), got shape {arr.shape}"
         )
     design = DenseDesign(arr, column_names)
-    sums_finite, ones = _scan_dense(arr)
+    sums_finite, ones = scan_dense(arr)
     # the full element check only when a block's sum is not finite (or overflowed)
     bad = np.zeros((0, arr.shape[1]), dtype=bool) if sums_finite else ~np.isfinite(arr)
     if bad.any():
@@ -232,27 +233,6 @@ def _checked_design(X: Any, column_names: list[str] | None) -> tuple[DesignMatri
             "missing or non-finite value(s); glm_fit does not drop rows"
         )
     return design, ones
-
-
-def _scan_dense(X: Array) -> tuple[bool, bool]:
-    """One blocked pass over X, in the design threads: whether the sum of every row
-    block is finite (a NaN or inf makes it NaN or inf), and whether a column is all ones
-    (the candidates: columns of ones in the first rows).  No n-long temporary."""
-    n, p = X.shape
-    candidates = np.flatnonzero(np.all(X[:64] == 1.0, axis=0)) if n else np.zeros(0, int)
-    block = max(256, 2**17 // max(p, 1))  # 1 MB of X
-
-    def part(lo: int, hi: int) -> tuple[bool, Any]:
-        finite, ones = True, np.ones(candidates.shape[0], dtype=bool)
-        with np.errstate(over="ignore", invalid="ignore"):
-            for a in range(lo, hi, block):
-                blk = X[a : min(a + block, hi)]
-                finite &= bool(np.isfinite(blk.sum()))
-                ones &= np.all(blk[:, candidates] == 1.0, axis=0)
-        return finite, ones
-
-    parts = map_slices(part, row_slices(n, p, align=block))
-    return all(f for f, _ in parts), bool(np.logical_and.reduce([o for _, o in parts]).any())
 
 
 def _call_text(

@@ -28,6 +28,7 @@ from formulaic.utils.sentinels import UNSET
 from numpy.typing import NDArray
 
 from glmx.design.categorical import CategoricalDesign
+from glmx.design.scan import scan_dense
 from glmx.errors import DataError
 
 Array = NDArray[np.float64]
@@ -338,11 +339,13 @@ def _assemble(columns: list[Array | None], n: int) -> Array:
 
 
 def _check_finite(X: Array, names: list[str], df: pd.DataFrame) -> None:
+    if scan_dense(X)[0]:  # every block's sum is finite: no NaN or inf
+        return
     bad = ~np.isfinite(X)
     if bad.any():
         j = int(np.flatnonzero(bad.any(axis=0))[0])
         i = int(np.flatnonzero(bad[:, j])[0])
         raise DataError(
             f"design column {names[j]!r} has {int(bad[:, j].sum())} non-finite value(s) "
-            f"(first at row {df.index[i]!r}: {X[i, j]!r})"
+            f"(first at row {df.index[i]!r}: {float(X[i, j])!r})"
         )
