@@ -306,29 +306,32 @@ def test_unsupported_uses_fall_back_to_dense() -> None:
             assert isinstance(mf.X, DenseDesign) and mf.X.shape[1] == p
 
 
-def test_infinite_values_are_named_with_their_row() -> None:
+@pytest.mark.parametrize(
+    ("formula", "row", "column", "value", "message"),
+    [
+        (
+            "ycount ~ x1 + x2 + C(g)",
+            "r7",
+            "x2",
+            np.inf,
+            r"design column 'x2' has 1 non-finite value\(s\) \(first at row 'r7': inf\)",
+        ),
+        (
+            "ycount ~ x1:C(g)",
+            "r9",
+            "x1",
+            -np.inf,
+            r"values of its numeric part\)' has 1 non-finite value\(s\) \(first at row 'r9': -inf\)",
+        ),
+    ],
+)
+def test_infinite_values_are_named_with_their_row(formula, row, column, value, message) -> None:
     # the categorical design checks its dense block by one blocked pass, then names the
     # column and the first row of a non-finite value
     data = DATA.copy()
     data.index = [f"r{i}" for i in range(len(data))]
-    data.loc["r7", "x2"] = np.inf
-    with (
-        _threshold(100),
-        pytest.raises(
-            glmx.DataError,
-            match=r"design column 'x2' has 1 non-finite value\(s\) \(first at row 'r7': inf\)",
-        ),
-    ):
-        build_model_frame("ycount ~ x1 + x2 + C(g)", data)
-    data.loc["r7", "x2"] = 0.5
-    data.loc["r9", "x1"] = -np.inf
-    with (
-        _threshold(100),
-        pytest.raises(
-            glmx.DataError,
-            match=r"values of its numeric part\)' has 1 non-finite value\(s\) \(first at row 'r9': -inf\)",
-        ),
-    ):
-        build_model_frame("ycount ~ x1:C(g)", data)
     with _threshold(100):
-        assert isinstance(build_model_frame("ycount ~ x2 + C(g)", data).X, CategoricalDesign)
+        assert isinstance(build_model_frame(formula, data).X, CategoricalDesign)
+        data.loc[row, column] = value
+        with pytest.raises(glmx.DataError, match=message):
+            build_model_frame(formula, data)
