@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ContextDecorator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -53,9 +54,10 @@ def row_slices(n: int, n_cols: int, align: int = 1) -> list[tuple[int, int]]:
     return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
 
 
-class _SingleThreadedBlas:
+class _SingleThreadedBlas(ContextDecorator):
     """Holds BLAS to one thread while any pass runs (reference-counted, so that passes
-    started from several user threads restore the original setting only at the end)."""
+    started from several user threads restore the original setting only at the end).
+    A context manager, or a decorator of a function that runs passes."""
 
     def __init__(self) -> None:
         self._users = 0

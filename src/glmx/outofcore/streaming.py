@@ -31,7 +31,13 @@ from glmx.families.base import Family
 from glmx.outofcore.chunkdesign import ChunkData
 from glmx.solvers.elementwise import fitted_and_deviance, working_weights_and_residuals
 from glmx.solvers.irls import MAX_HALVINGS, warn_outcome
-from glmx.solvers.linalg import EigenFactorization, Factorization, factorize, factorize_kept
+from glmx.solvers.linalg import (
+    EigenFactorization,
+    Factorization,
+    factorize,
+    factorize_kept,
+    gram_and_rmatvec,
+)
 from glmx.solvers.state import Array, FitLog, IRLSInputs
 
 # a chunk's model rows and the design the fit uses for them (X, or a column of ones)
@@ -120,8 +126,7 @@ def chunk_partials(
     v = W * (z_base + r) if point.beta is None else W * r
     # X'WX and X'v of this chunk (p x p: the design's own blocked Gram, X'v in the same
     # pass over X where the design offers it)
-    gram_rhs = getattr(inp.X, "gram_rmatvec", None)
-    gram, rhs = gram_rhs(W, v) if gram_rhs is not None else (inp.X.gram(W), inp.X.rmatvec(v))
+    gram, rhs = gram_and_rmatvec(inp.X, W, v)
     w = data.weights
     return Partials(
         gram, rhs, dev, valid, eta.shape[0],
@@ -160,6 +165,7 @@ class StreamingResult:
     log: FitLog
 
 
+@single_threaded_blas()
 def streaming_irls(
     rows: RowPasses,
     design: Design,
@@ -172,19 +178,6 @@ def streaming_irls(
     """R's IRLS from mustart, one pass per step (see the module docstring);
     ``progress(passes, deviance)`` is called after each step.  BLAS runs on one thread
     meanwhile (the passes' row blocks use the cores: :mod:`glmx.design.parallel`)."""
-    with single_threaded_blas():
-        return _streaming_irls(rows, design, family, start_mu, tol, max_iter, progress)
-
-
-def _streaming_irls(
-    rows: RowPasses,
-    design: Design,
-    family: Family,
-    start_mu: StartMu,
-    tol: float,
-    max_iter: int,
-    progress: Callable[[int, float], None] | None,
-) -> StreamingResult:
     passes = 1
     here = one_pass(rows, design, family, Point(None), start_mu)
     if not (np.isfinite(here.deviance) and here.valid):

@@ -117,12 +117,18 @@ def normal_equations(X: object, W: Array, v: Array) -> tuple[Factorization, Arra
     structured = getattr(X, "factorize_rmatvec", None)
     if structured is not None:
         return structured(W, v)  # type: ignore[no-any-return]
-    own = getattr(X, "factorize", None)
-    both = getattr(X, "gram_rmatvec", None)
-    if own is None and both is not None:
-        G, rhs = both(W, v)
+    if getattr(X, "factorize", None) is None:
+        G, rhs = gram_and_rmatvec(X, W, v)
         return factorize(G), rhs
     return factorize_design(X, W), X.rmatvec(v)  # type: ignore[attr-defined]
+
+
+def gram_and_rmatvec(X: object, W: Array, v: Array) -> tuple[Array, Array]:
+    """X'WX and X'v, in one pass over X when the design offers it (``gram_rmatvec``)."""
+    both = getattr(X, "gram_rmatvec", None)
+    if both is not None:
+        return both(W, v)  # type: ignore[no-any-return]
+    return X.gram(W), X.rmatvec(v)  # type: ignore[attr-defined]
 
 
 def factorize(G: Array, tol: float = RANK_TOL) -> Factorization:
