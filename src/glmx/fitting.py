@@ -249,15 +249,7 @@ def _call_text(
 
 
 def _has_ones_column(X: DesignMatrix) -> bool:
-    n, p = X.shape
-    if n == 0:
-        return False
-    probe = X.rows(np.arange(min(n, 64)))
-    for j in np.flatnonzero(np.all(probe == 1.0, axis=0)):
-        col = X.column(int(j)) if hasattr(X, "column") else None
-        if col is not None and np.min(col) == np.max(col) == 1.0:  # no n-long temporary
-            return True
-    return False
+    return _ones_column(X) is not None
 
 
 def _as_vector(v: Any, name: str, n: int | None = None) -> Array:
@@ -371,6 +363,11 @@ def _fit(
 
     with warnings.catch_warnings(record=True) as caught, single_threaded_blas():
         warnings.simplefilter("always")
+        theta_free = isinstance(fam, NegativeBinomial) and fam.estimate_theta
+        if options.method == "irls" and not theta_free:
+            # the nested null model, which the fit must not do worse than
+            null_dev, null_start = _null_model(inp, has_intercept)
+            inp = dataclasses.replace(inp, null_start=null_start, null_deviance=null_dev)
         theta_se = None
         if isinstance(fam, NegativeBinomial):
             res, fam, est, _ = fit_negative_binomial(inp)
@@ -385,7 +382,10 @@ def _fit(
         # IRLS's last step computed this deviance already, by the same function
         plain = options.method == "irls" and not isinstance(fam, NegativeBinomial)
         deviance = res.deviance if plain else total_deviance(inp, res.mu)
-        null_dev = _null_deviance(inp, res.mu, has_intercept, options.method)
+        if options.method == "firth":
+            null_dev = _firth_null_deviance(inp)
+        elif theta_free:
+            null_dev = _null_model(inp, has_intercept)[0]  # at the final theta
         _check_boundary_fits(inp, res.mu, res.converged, res.aliased, options.method)
     caught = list({str(m.message): m for m in caught}.values())  # each message once
     for wmsg in caught:
@@ -405,30 +405,62 @@ def _fit(
     return GLMResults(fit)
 
 
-def _null_deviance(inp: IRLSInputs, mu: Array, has_intercept: bool, method: str) -> float:
-    """R: the deviance of the intercept-only model (refitted when there is an offset),
-    or of mu = g^{-1}(offset) without an intercept.  A Firth fit's null model is fitted
-    by Firth too, as brglm2's."""
+def _null_model(inp: IRLSInputs, has_intercept: bool) -> tuple[float, Array | None]:
+    """R's null deviance: of the intercept-only model (refitted when there is an offset),
+    or of mu = g^{-1}(offset) without an intercept; and that nested model's coefficients
+    in the full design (None when not available), from which IRLS may restart.  A Firth
+    fit's null model is fitted by Firth too, as brglm2's (after the fit: see _fit)."""
     fam = inp.family
-    wt = inp.total_weights
+    n, p = inp.X.shape
     if not has_intercept:
-        return total_deviance(inp, fam.link.inverse(inp.offset))
-    if method == "firth":
-        from glmx.solvers.firth import firth
-
-        ones = DenseDesign(np.ones((inp.y.shape[0], 1)), ["Intercept"])
+        with np.errstate(all="ignore"):
+            mu0 = fam.link.inverse(inp.offset)
+            ok = fam.link.valid_eta(inp.offset) and fam.valid_mu(mu0)
+        return total_deviance(inp, mu0), (np.zeros(p) if ok else None)
+    column = _ones_column(inp.X)
+    if not np.any(inp.offset != 0):
+        wt = inp.total_weights
+        wtdmu = float(np.dot(wt, inp.y) / np.sum(wt))
+        deviance = total_deviance(inp, constant(n, wtdmu))
+        with np.errstate(all="ignore"):
+            b0 = float(fam.link.link(np.array([wtdmu]))[0])
+        ok = np.isfinite(b0) and fam.link.valid_eta(np.array([b0]))
+    else:
+        ones = DenseDesign(np.ones((n, 1)), ["Intercept"])
+        null_inp = dataclasses.replace(inp, X=ones, start=None, mustart=None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            null_mu = firth(dataclasses.replace(inp, X=ones, start=None, mustart=None)).mu
-        return total_deviance(inp, null_mu)
-    if not np.any(inp.offset != 0):
-        wtdmu = float(np.dot(wt, inp.y) / np.sum(wt))
-        return total_deviance(inp, constant(inp.y.shape[0], wtdmu))
+            null = irls(null_inp)
+        deviance, b0, ok = null.deviance, float(null.coef[0]), True
+    if column is None or not ok:
+        return deviance, None
+    start = np.zeros(p)
+    start[column] = b0
+    return deviance, start
+
+
+def _ones_column(X: DesignMatrix) -> int | None:
+    """The index of X's column of ones (the intercept), or None."""
+    n, _ = X.shape
+    if n == 0:
+        return None
+    probe = X.rows(np.arange(min(n, 64)))
+    for j in np.flatnonzero(np.all(probe == 1.0, axis=0)):
+        col = X.column(int(j)) if hasattr(X, "column") else None
+        if col is not None and np.min(col) == np.max(col) == 1.0:  # no n-long temporary
+            return int(j)
+    return None
+
+
+def _firth_null_deviance(inp: IRLSInputs) -> float:
+    """The null deviance of a Firth fit: the intercept-only model fitted by Firth."""
+    from glmx.solvers.firth import firth
+
     ones = DenseDesign(np.ones((inp.y.shape[0], 1)), ["Intercept"])
-    null_inp = dataclasses.replace(inp, X=ones, start=None, mustart=mu)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return irls(null_inp).deviance
+        null_mu = firth(dataclasses.replace(inp, X=ones, start=None, mustart=None)).mu
+    return total_deviance(inp, null_mu)
 
 
 def _check_boundary_fits(

@@ -178,3 +178,36 @@ def _factorize_in_order(
     kept = np.zeros(p, dtype=bool)
     kept[idx[kept_local]] = True
     return Factorization(R[:k, :k].copy(), scale, kept)
+
+
+def factorize_on(G: Array, kept: NDArray[np.bool_]) -> Factorization | None:
+    """Cholesky of G on the given columns, or None when G is not positive definite there
+    (an observed information away from the optimum)."""
+    idx = np.flatnonzero(kept)
+    diag = np.diag(G)[idx]
+    if not (np.all(np.isfinite(G)) and np.all(diag > 0)):
+        return None
+    scale = np.ones(G.shape[0])
+    scale[idx] = np.sqrt(diag)
+    Gs = G[np.ix_(idx, idx)] / np.outer(scale[idx], scale[idx])
+    try:
+        R = linalg.cholesky(Gs, lower=False, check_finite=False)
+    except linalg.LinAlgError:
+        return None
+    if np.min(np.diag(R)) ** 2 < RANK_TOL:
+        return None
+    return Factorization(R, scale, kept.copy())
+
+
+def signed_gram(X: object, w: Array, max_negative: float = 0.25) -> Array | None:
+    """X' diag(w) X for weights of either sign: the Gram of the positive part less the
+    Gram of the (few) rows with negative weight, or None when more than ``max_negative``
+    of the rows are negative (or the design cannot take rows)."""
+    neg = np.flatnonzero(w < 0)
+    if neg.size > max_negative * w.shape[0]:
+        return None
+    G = X.gram(np.maximum(w, 0.0))  # type: ignore[attr-defined]
+    if neg.size:
+        Xn = X.rows(neg)  # type: ignore[attr-defined]
+        G = G - Xn.T @ (Xn * (-w[neg])[:, None])
+    return G  # type: ignore[no-any-return]

@@ -21,10 +21,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from glmx.design.matrix import DenseDesign
-from glmx.solvers.elementwise import fitted_and_deviance, working_weights_and_residuals
-from glmx.solvers.linalg import Factorization, normal_equations
+from glmx.solvers.elementwise import (
+    fitted_and_deviance,
+    observed_weights,
+    working_weights_and_residuals,
+)
+from glmx.solvers.linalg import (
+    EigenFactorization,
+    Factorization,
+    factorize_design,
+    factorize_kept,
+    factorize_on,
+    normal_equations,
+    signed_gram,
+)
 from glmx.solvers.state import Array, IRLSInputs
 from glmx.vectors import is_constant
 
@@ -39,6 +52,23 @@ class Point:
     deviance: float
     valid: bool  # eta and mu in the family's range (R's valideta, validmu)
 
+    def detached(self) -> Point:
+        """The point with its own copies of eta and mu (out of the fit's buffers)."""
+        return Point(self.beta, self.eta.copy(), self.mu.copy(), self.deviance, self.valid)
+
+
+@dataclass(frozen=True)
+class Equations:
+    """The normal equations of the step from a point: ``fac`` factors the curvature
+    (Fisher's X'WX, or for a Newton step the observed information X'W_obs X), ``rhs`` is
+    X'Wc, ``W`` Fisher's working weights (R's, for the covariance) and ``newton`` whether
+    ``fac`` is the observed information."""
+
+    fac: Factorization | EigenFactorization
+    rhs: Array
+    W: Array
+    newton: bool
+
 
 class Evaluator:
     """Evaluates points and their normal equations for one IRLS fit (see module doc)."""
@@ -49,6 +79,7 @@ class Evaluator:
         self._eta_mu: tuple[Array, Array] | None = None
         self._W: Array | None = None
         self._r: Array | None = None
+        self._W_obs: Array | None = None
 
     def at(self, beta: Array) -> Point:
         """The fit at coefficients beta (in the buffers of the previous point, whose eta
@@ -79,9 +110,17 @@ class Evaluator:
             self._eta_mu = (np.empty(n), np.empty(n))
         return self._eta_mu
 
-    def normal_equations(self, pt: Point) -> tuple[Factorization, Array, Array]:
-        """The factored X'WX, X'Wc and W of the step from pt (W is valid until the next
-        call)."""
+    @property
+    def newton_available(self) -> bool:
+        """Whether Newton steps differ from Fisher scoring (the link is not canonical)."""
+        return not self.inp.family.canonical
+
+    def equations(
+        self, pt: Point, kept: NDArray[np.bool_] | None = None, newton: bool = False
+    ) -> Equations:
+        """The factored normal equations of the step from pt (W is valid until the next
+        call).  ``kept``: the estimable columns (found by the first call); a Newton step
+        falls back to Fisher's when the observed information is not positive definite."""
         inp = self.inp
         if self._W is None:
             self._W, self._r = np.empty_like(pt.eta), np.empty_like(pt.eta)
@@ -91,6 +130,42 @@ class Evaluator:
             r += pt.eta
             if self.has_offset:
                 r -= inp.offset
+        if newton and pt.beta is not None and kept is not None:
+            if self._W_obs is None:
+                self._W_obs = np.empty_like(pt.eta)
+            fac_obs = self._observed_information(pt, W, kept, self._W_obs)
+            if fac_obs is not None:
+                r *= W
+                return Equations(fac_obs, inp.X.rmatvec(r), W, True)
         r *= W  # c -> Wc, in place
         fac, rhs = normal_equations(inp.X, W, r)
-        return fac, rhs, W
+        if kept is not None and (fac.aliased & kept).any():
+            # a column only looks aliased because extreme weights (fitted values at the
+            # boundary) swamp the others: keep it and solve the ill-conditioned system
+            return Equations(factorize_kept(inp.X.gram(W), kept), rhs, W, False)
+        return Equations(fac, rhs, W, False)
+
+    def _observed_information(
+        self, pt: Point, W: Array, kept: NDArray[np.bool_], out: Array
+    ) -> Factorization | EigenFactorization | None:
+        """X'W_obs X factored on the kept columns, or None when it is not positive
+        definite there (or, for a design with its own factorization, when a weight is
+        negative)."""
+        inp = self.inp
+        W_obs = observed_weights(inp, pt.eta, pt.mu, W, out=out)
+        if getattr(inp.X, "factorize", None) is not None:
+            if float(np.min(W_obs)) < 0.0:
+                return None
+            fac = factorize_design(inp.X, W_obs)
+            return fac if np.array_equal(fac.kept, kept) else None
+        H = signed_gram(inp.X, W_obs)
+        return None if H is None else factorize_on(H, kept)
+
+    def fisher(self, eq: Equations) -> Factorization | EigenFactorization:
+        """Fisher's X'WX factored at the point of ``eq`` (for a Newton step's covariance)."""
+        if not eq.newton:
+            return eq.fac
+        fac = factorize_design(self.inp.X, eq.W)
+        if (fac.aliased & eq.fac.kept).any():
+            return factorize_kept(self.inp.X.gram(eq.W), eq.fac.kept)
+        return fac

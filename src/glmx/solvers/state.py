@@ -35,6 +35,12 @@ class IRLSInputs:
     mustart: Array | None = None
     tol: float = 1e-10
     max_iter: int = 100
+    # the nested null model (intercept-only, or offset-only without an intercept): its
+    # coefficients in this design and its deviance; a fit must do no worse (None: unknown)
+    null_start: Array | None = None
+    null_deviance: float | None = None
+    # False: stop at R's criterion alone, with no restarts (a start for another fit)
+    certify: bool = True
 
     @cached_property
     def total_weights(self) -> Array:

@@ -1,0 +1,66 @@
+"""When IRLS may stop: the Newton decrement of the last step, scaled by the dispersion.
+
+At a point with score U (times the dispersion phi) and curvature C (Fisher's or the
+observed information), the step delta = C^{-1} U has the decrement
+
+    lambda^2 = U' C^{-1} U = delta' C delta,
+
+the deviance a full step would still gain.  By Cauchy-Schwarz every coefficient moves by
+at most sqrt(lambda^2 / phi) standard errors, and every linear predictor by about
+sqrt(lambda^2 p / (n phi)).  The fit stops after a step whose decrement was at most
+
+    tol * 1e-6 * phi * (n / p for a Newton step, 1 for a Fisher step of a non-canonical link)
+
+(1e-16 phi at the default tol): a Fisher step with a non-canonical link converges
+linearly, so it must itself be below 1e-8 standard errors; a Newton step converges
+quadratically, so the point it leaves is exact to rounding, and the bound only keeps the
+weights (hence the standard errors) of the point it started from within 1e-8.  The
+decrement needs no units: it is a chi-square, free of the scales of X and y.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from glmx.solvers.state import IRLSInputs
+
+# the decrement allowed per unit of tol (1e-16 of phi at tol = 1e-10)
+_PER_TOL = 1e-5
+# when no step lowers the deviance any more, the point still counts as the optimum (to
+# rounding) if its decrement is below this many dispersions (1e-4 standard errors)
+_NOISE_FLOOR = 1e-8
+
+
+@dataclass(frozen=True)
+class Certifier:
+    tol: float
+    fixed_dispersion: bool
+    df_resid: float  # rows (with positive weight) less columns
+    rows_per_column: float  # n / p, at least 1
+
+    @classmethod
+    def for_inputs(cls, inp: IRLSInputs) -> Certifier:
+        n, p = inp.X.shape
+        if not inp.all_weights_positive:
+            n = int(np.count_nonzero(inp.total_weights > 0))
+        return cls(
+            tol=inp.tol,
+            fixed_dispersion=inp.family.fixed_dispersion,
+            df_resid=max(float(n - p), 1.0),
+            rows_per_column=max(n / max(p, 1), 1.0),
+        )
+
+    def dispersion(self, deviance: float) -> float:
+        """phi, or its estimate deviance / df for families that estimate it."""
+        return 1.0 if self.fixed_dispersion else abs(deviance) / self.df_resid
+
+    def small(self, decrement: float, deviance: float, exact_newton: bool) -> bool:
+        """Whether a step of this decrement leaves a point exact to 1e-8 (module doc)."""
+        limit = self.tol * _PER_TOL * (self.rows_per_column if exact_newton else 1.0)
+        return decrement <= limit * self.dispersion(deviance)
+
+    def at_noise_floor(self, decrement: float, deviance: float) -> bool:
+        """Whether a point where no step lowers the deviance is the optimum to rounding."""
+        return decrement <= _NOISE_FLOOR * self.dispersion(deviance)
