@@ -327,9 +327,8 @@ def _factorize(
     sd = np.sqrt(np.maximum(np.diag(Gd), 0.0))
     sc = np.sqrt(c)
     # zero columns under the weights are aliased outright (as linalg.factorize)
-    ref = max(sd.max(initial=0.0), sc.max(initial=0.0))
-    lev = sc > ref * 1e-150
-    dense_ok = sd > ref * 1e-150
+    lev = sc > 0
+    dense_ok = sd > 0
     # 1. dense columns before the block: R's rule among themselves
     pre_idx = np.flatnonzero(pre)
     keep_d = np.zeros(q, dtype=bool)

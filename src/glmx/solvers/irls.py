@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +80,7 @@ class Run:
     converged: bool
     boundary: bool
     reason: str  # why it stopped short ("" when converged)
+    kept: NDArray[np.bool_]  # the estimable columns, found at the first step
 
 
 def _iterate(ev: Evaluator, pt: Point, cert: Certifier, kept: NDArray[np.bool_] | None) -> Run:
@@ -89,6 +91,11 @@ def _iterate(ev: Evaluator, pt: Point, cert: Certifier, kept: NDArray[np.bool_] 
     boundary = False
     eq: Equations | None = None
     newton_ok = True  # the last step was taken whole (Newton near the optimum only)
+
+    def stop(at: Point, converged: bool, reason: str = "") -> Run:
+        assert eq is not None and kept is not None
+        return Run(at, eq, n_iter, log, converged, boundary, reason, kept)
+
     n_iter = 0
     for n_iter in range(1, inp.max_iter + 1):  # noqa: B007 - the count is reported
         newton = ev.newton_available and newton_ok and pt.beta is not None
@@ -97,9 +104,7 @@ def _iterate(ev: Evaluator, pt: Point, cert: Certifier, kept: NDArray[np.bool_] 
         except _NUMERICAL:
             if eq is None:
                 raise
-            return Run(
-                pt, eq, n_iter, log, False, boundary, "stopped where the normal equations failed"
-            )
+            return stop(pt, False, "stopped where the normal equations failed")
         if kept is None:
             kept = eq.fac.kept  # aliasing is a property of X, found at the start
         delta = eq.fac.solve(eq.rhs)
@@ -110,22 +115,12 @@ def _iterate(ev: Evaluator, pt: Point, cert: Certifier, kept: NDArray[np.bool_] 
         try:
             new, halvings, hit_boundary = _step(ev, beta_new, pt)
         except _NUMERICAL:
-            return Run(
-                pt, eq, n_iter, log, False, boundary, "stopped where a step failed numerically"
-            )
+            return stop(pt, False, "stopped where a step failed numerically")
         boundary |= hit_boundary
         log.record(new.deviance, halvings)
         if halvings > MAX_HALVINGS:  # no step lowers the deviance: pt is where it stops
             ok = decrement is not None and cert.at_noise_floor(decrement, pt.deviance)
-            return Run(
-                pt,
-                eq,
-                n_iter,
-                log,
-                ok,
-                boundary,
-                "" if ok else "stopped where step-halving ran out",
-            )
+            return stop(pt, ok, "" if ok else "stopped where step-halving ran out")
         changed = abs(new.deviance - pt.deviance) / (abs(new.deviance) + 0.1)
         newton_ok = halvings == 0
         if changed < inp.tol and (
@@ -136,12 +131,9 @@ def _iterate(ev: Evaluator, pt: Point, cert: Certifier, kept: NDArray[np.bool_] 
                 and cert.small(decrement, new.deviance, eq.newton or inp.family.canonical)
             )
         ):
-            return Run(new, eq, n_iter, log, True, boundary, "")
+            return stop(new, True)
         pt = new
-    assert eq is not None
-    return Run(
-        pt, eq, n_iter, log, False, boundary, f"did not converge in {inp.max_iter} iterations"
-    )
+    return stop(pt, False, f"did not converge in {inp.max_iter} iterations")
 
 
 def _step(ev: Evaluator, beta_new: Array, old: Point) -> tuple[Point, int, bool]:
@@ -190,28 +182,25 @@ def _first_start(ev: Evaluator) -> tuple[Point, str]:
     return _initial_point(ev, None), "R's starting values"
 
 
-def _restarts(ev: Evaluator, first: str) -> list[tuple[str, Point | None]]:
-    """The restarts, in order (None where a start is not available): the nested null
-    model's fit, R's mustart, and a damped start (mustart halfway to the weighted mean)."""
+def _restarts(ev: Evaluator, first: str) -> list[tuple[str, Callable[[], Point]]]:
+    """The restarts, in order, each made when it is tried (the points share the fit's
+    buffers): the nested null model's fit, R's mustart, and a damped start (mustart
+    halfway to the weighted mean)."""
     inp = ev.inp
     fam = inp.family
-    out: list[tuple[str, Point | None]] = []
-
-    def attempt(start: Array | None, mustart: Array | None = None) -> Point | None:
-        try:
-            with np.errstate(all="ignore"):
-                return _initial_point(ev, start, mustart)
-        except (ConvergenceError, *_NUMERICAL):
-            return None
-
+    out: list[tuple[str, Callable[[], Point]]] = []
     if inp.null_start is not None:
-        out.append(("the null model's fit", attempt(inp.null_start)))
+        out.append(("the null model's fit", lambda: _initial_point(ev, inp.null_start)))
     if first != "R's starting values":
-        out.append(("R's starting values", attempt(None)))
-    wt = inp.total_weights
-    mustart = fam.starting_mu(inp.y, inp.weights) if inp.mustart is None else inp.mustart
-    ybar = float(np.sum(wt * mustart) / np.sum(wt))
-    out.append(("a damped start", attempt(None, (mustart + ybar) / 2.0)))
+        out.append(("R's starting values", lambda: _initial_point(ev, None)))
+
+    def damped() -> Point:
+        wt = inp.total_weights
+        mustart = fam.starting_mu(inp.y, inp.weights) if inp.mustart is None else inp.mustart
+        ybar = float(np.sum(wt * mustart) / np.sum(wt))
+        return _initial_point(ev, None, (mustart + ybar) / 2.0)
+
+    out.append(("a damped start", damped))
     return out
 
 
@@ -221,15 +210,18 @@ def _detached(run: Run) -> Run:
     return dataclasses.replace(run, point=run.point.detached(), equations=eq)
 
 
+def _lowest(run: Run, lowest: float) -> bool:
+    """Whether no other start reached a lower deviance (to rounding)."""
+    return run.point.deviance <= lowest + 1e-9 * (abs(lowest) + 0.1)
+
+
 def _better(a: Run, b: Run | None, null_deviance: float | None) -> bool:
-    """Whether run a beats run b: certified and no worse than the null model first,
-    then the lower deviance."""
+    """Whether run a beats run b: the lower deviance, a certified one among equals."""
     if b is None:
         return True
-    return (_acceptable(a, null_deviance), -a.point.deviance) > (
-        _acceptable(b, null_deviance),
-        -b.point.deviance,
-    )
+    if abs(a.point.deviance - b.point.deviance) <= 1e-9 * (abs(b.point.deviance) + 0.1):
+        return _acceptable(a, null_deviance) and not _acceptable(b, null_deviance)
+    return a.point.deviance < b.point.deviance
 
 
 def _acceptable(run: Run, null_deviance: float | None) -> bool:
@@ -257,7 +249,13 @@ def irls(inp: IRLSInputs) -> IRLSResult:
     else:
         failure = None
     if inp.certify and (best is None or not _acceptable(best, inp.null_deviance)):
-        best = _restarted(ev, cert, best, first, failure)
+        if best is not None and _still_descending(best, inp.null_deviance):
+            # the likelihood rises towards a limit at infinity (separation) or slowly:
+            # another start would follow the same path
+            best.converged = False
+            _warn_not_converged([first], best.reason, best.point.deviance, inp.null_deviance)
+        else:
+            best = _restarted(ev, cert, best, first, failure)
     assert best is not None
     if best.boundary:
         warnings.warn(
@@ -269,6 +267,14 @@ def irls(inp: IRLSInputs) -> IRLSResult:
     return _result(ev, best)
 
 
+def _still_descending(run: Run, null_deviance: float | None) -> bool:
+    """A run stopped by the iteration cap whose last steps were whole and descending,
+    better than the null model."""
+    halvings = run.log.halvings[-5:]
+    better = null_deviance is None or run.point.deviance <= null_deviance
+    return run.n_iter >= 5 and better and run.reason.startswith("did not") and not any(halvings)
+
+
 def _restarted(
     ev: Evaluator, cert: Certifier, best: Run | None, first: str, failure: ConvergenceError | None
 ) -> Run:
@@ -276,28 +282,34 @@ def _restarted(
     warns when none is.  Re-raises ``failure`` when no start gave any fit."""
     inp = ev.inp
     tried = [first]
-    reasons = [str(failure)] if best is None else [best.reason or "ended worse than the null model"]
-    kept = None if best is None else best.equations.fac.kept
+    kept = None if best is None else best.kept
     if best is not None:
         best = _detached(best)
-    for name, start in _restarts(ev, first):
-        if start is None:
+    lowest = np.inf if best is None else best.point.deviance
+    for name, make_start in _restarts(ev, first):
+        try:
+            with np.errstate(all="ignore"):
+                start = make_start()
+        except (ConvergenceError, *_NUMERICAL):
             continue
         tried.append(name)
         try:
             run = _iterate(ev, start, cert, kept)
         except ConvergenceError:
             continue
+        lowest = min(lowest, run.point.deviance)
         if _better(run, best, inp.null_deviance):
             best = _detached(run)
-        if _acceptable(run, inp.null_deviance):
+        if _acceptable(run, inp.null_deviance) and _lowest(run, lowest):
             return best  # type: ignore[return-value]
-        reasons.append(run.reason or "ended worse than the null model")
     if best is None:
         assert failure is not None
         raise failure
+    if _acceptable(best, inp.null_deviance) and _lowest(best, lowest):
+        return best
     best.converged = False
-    _warn_not_converged(tried, reasons[0], best.point.deviance, inp.null_deviance)
+    reason = best.reason or "ended worse than the null model"
+    _warn_not_converged(tried, reason, best.point.deviance, inp.null_deviance)
     return best
 
 

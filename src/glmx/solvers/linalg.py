@@ -136,11 +136,9 @@ def factorize(G: Array, tol: float = RANK_TOL) -> Factorization:
     p = G.shape[0]
     diag = np.diag(G).copy()
     scale = np.sqrt(np.maximum(diag, 0.0))
-    nonzero = scale > 0
-    # a column that is zero under the weights is aliased outright
-    if nonzero.any():
-        ref = scale[nonzero].max()
-        nonzero &= scale > ref * 1e-150
+    # a column that is zero under the weights is aliased outright; any other scale is
+    # kept (the scaled Gram below is free of the columns' units, 1e-150 as 1e150)
+    nonzero = (scale > 0) & np.isfinite(scale)
     idx = np.flatnonzero(nonzero)
     Gs = G[np.ix_(idx, idx)] / np.outer(scale[idx], scale[idx])
     try:
