@@ -57,7 +57,8 @@ class Certifier:
         return 1.0 if self.fixed_dispersion else abs(deviance) / self.df_resid
 
     def small(self, decrement: float, deviance: float, exact_newton: bool) -> bool:
-        """Whether a step of this decrement leaves a point exact to 1e-8 (module doc)."""
+        """Whether a step of this decrement leaves a point exact to 1e-8 (module doc);
+        with ``exact_newton`` False also whether the point it started from is."""
         limit = self.tol * _PER_TOL * (self.rows_per_column if exact_newton else 1.0)
         return decrement <= limit * self.dispersion(deviance)
 

@@ -81,6 +81,9 @@ class Run:
     boundary: bool
     reason: str  # why it stopped short ("" when converged)
     kept: NDArray[np.bool_]  # the estimable columns, found at the first step
+    # the last step's decrement: when not negligible, the weights of the point it
+    # started from are refreshed at the point it reached (see _result)
+    stale: bool = False
 
 
 def _iterate(ev: Evaluator, pt: Point, cert: Certifier, kept: NDArray[np.bool_] | None) -> Run:
@@ -131,7 +134,9 @@ def _iterate(ev: Evaluator, pt: Point, cert: Certifier, kept: NDArray[np.bool_] 
                 and cert.small(decrement, new.deviance, eq.newton or inp.family.canonical)
             )
         ):
-            return stop(new, True)
+            run = stop(new, True)
+            run.stale = decrement is not None and not cert.small(decrement, new.deviance, False)
+            return run
         pt = new
     return stop(pt, False, f"did not converge in {inp.max_iter} iterations")
 
@@ -332,6 +337,10 @@ def _result(ev: Evaluator, run: Run) -> IRLSResult:
     last step, i.e. at the point that step started from (Fisher's information there)."""
     pt = run.point
     assert pt.beta is not None
+    if run.stale and run.converged:
+        # Newton's last step left an exact point but started where the weights still
+        # differ from its by more than 1e-8: R's covariance at the point reached
+        run = dataclasses.replace(run, equations=ev.equations(pt, run.kept))
     fac = ev.fisher(run.equations)
     coef = np.where(fac.aliased, np.nan, pt.beta)
     return IRLSResult(
