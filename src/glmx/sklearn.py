@@ -183,7 +183,9 @@ class GLMRegressor(RegressorMixin, _GLMBase):
     n_iter_ : int
         IRLS iterations.
     family_ : glmx.families.Family
-        The fitted family (for ``negative_binomial``: with the estimated theta).
+        The fitted family (for ``negative_binomial``: with the estimated theta; on
+        targets with no overdispersion theta diverges, a ``ConvergenceWarning`` says
+        so, and the fit is the Poisson limit, reported at theta = 1e10).
     result_ : glmx.GLMResults
         The full glmx fit: ``summary()``, ``se``, ``confint()``, ``aic``, ``influence()``...
     n_features_in_, feature_names_in_

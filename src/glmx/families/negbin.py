@@ -1,12 +1,15 @@
 """Negative binomial family (R's ``MASS::negative.binomial`` / ``glm.nb``).
 
 Var(y) = mu + mu^2 / theta.  With ``theta=None`` the fit estimates theta by maximum
-likelihood alternating with IRLS exactly as ``MASS::glm.nb`` (see
+likelihood jointly with the coefficients, as ``MASS::glm.nb`` (see
 :mod:`glmx.solvers.negbin`); with a number, theta is fixed, as R's
-``glm(family = negative.binomial(theta))``.
+``glm(family = negative.binomial(theta))``.  The log-likelihood and its theta
+derivatives keep their precision as theta grows (they tend to the Poisson ones).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -65,16 +68,7 @@ class NegativeBinomial(Family):
     def loglik(
         self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
     ) -> float:
-        th = self._theta()
-        term = (
-            special.gammaln(th + y)
-            - special.gammaln(th)
-            - special.gammaln(y + 1.0)
-            + th * np.log(th)
-            + special.xlogy(y, mu + (y == 0))
-            - (th + y) * np.log(th + mu)
-        )
-        return float(np.sum(weights * freq_weights * term))
+        return float(np.sum(weights * freq_weights * log_pmf(self._theta(), y, mu)))
 
     def invalid_response(self, y: Array, weights: Array) -> tuple[NDArray[np.bool_], str] | None:
         return non_negative(y)
@@ -89,34 +83,95 @@ class NegativeBinomial(Family):
         return f"NegativeBinomial(theta={self.theta!r}, link={self.link.name!r})"
 
 
-def theta_score(theta: float, y: Array, mu: Array, w: Array) -> float:
-    """d loglik / d theta (MASS ``theta.ml``'s score)."""
-    return float(
-        np.sum(
-            w
-            * (
-                special.digamma(theta + y)
-                - special.digamma(theta)
-                + np.log(theta)
-                + 1.0
-                - np.log(theta + mu)
-                - (y + theta) / (mu + theta)
-            )
-        )
+# Large theta: the terms of the log-likelihood and of its theta derivatives are O(1) or
+# O(log theta) each, while their sums per observation are O(1/theta), O(1/theta^2) and
+# O(1/theta^3).  Written in differences that are small themselves, with the asymptotic
+# series of log Gamma, digamma and trigamma for the part that would cancel, they keep
+# their relative precision up to theta ~ 1e12 (the Poisson limit).
+_SERIES_THETA = 20.0  # the series below are accurate to 2e-15 for arguments >= 20
+
+
+def _stirling(z: Any) -> Any:
+    """log Gamma(z) - ((z - 1/2) log z - z + log(2 pi) / 2), for z >= 20."""
+    r = 1.0 / (z * z)
+    return (1 / 12 - r * (1 / 360 - r * (1 / 1260 - r / 1680))) / z
+
+
+def _digamma_tail(z: Any) -> Any:
+    """digamma(z) - (log z - 1/(2z)), for z >= 20."""
+    r = 1.0 / (z * z)
+    return -r * (1 / 12 - r * (1 / 120 - r * (1 / 252 - r * (1 / 240 - r / 132))))
+
+
+def _trigamma_tail(z: Any) -> Any:
+    """trigamma(z) - (1/z + 1/(2 z^2)), for z >= 20."""
+    r = 1.0 / (z * z)
+    return (1 / 6 - r * (1 / 30 - r * (1 / 42 - r * (1 / 30 - r * 5 / 66)))) / (z * z * z)
+
+
+def _lgamma_ratio(theta: float, y: Array) -> Array:
+    """log Gamma(theta + y) - log Gamma(theta) - y log(theta)."""
+    if theta < _SERIES_THETA:
+        return np.asarray(special.gammaln(theta + y) - special.gammaln(theta) - y * np.log(theta))
+    z = theta + y
+    return np.asarray((z - 0.5) * np.log1p(y / theta) - y + (_stirling(z) - _stirling(theta)))
+
+
+def log_pmf(theta: float, y: Array, mu: Array) -> Array:
+    """The negative binomial log probability of each y, as
+    lgamma(theta + y) - lgamma(theta) - lgamma(y + 1) + theta log(theta / (theta + mu))
+    + y log(mu / (theta + mu)), written so that it tends to the Poisson log probability
+    without cancellation as theta grows."""
+    return np.asarray(
+        _lgamma_ratio(theta, y)
+        - special.gammaln(y + 1.0)
+        + special.xlogy(y, mu)
+        - (theta + y) * np.log1p(mu / theta)
     )
+
+
+def _log1p_minus(u: Array, ratio: Array) -> Array:
+    """log1p(u) - u, given also ratio = 1 + u computed from its own terms: a series for
+    small |u| (no cancellation), log(ratio) near u = -1 (theta + y << theta + mu)."""
+    with np.errstate(divide="ignore"):
+        out = np.where(u < -0.5, np.log(ratio), np.log1p(u)) - u
+    small = np.abs(u) < 0.01
+    if np.any(small):
+        us = u[small]
+        out[small] = -(us * us) * (
+            1 / 2
+            - us * (1 / 3 - us * (1 / 4 - us * (1 / 5 - us * (1 / 6 - us * (1 / 7 - us / 8)))))
+        )
+    return np.asarray(out)
+
+
+def theta_score(theta: float, y: Array, mu: Array, w: Array) -> float:
+    """d loglik / d theta at fixed mu (MASS ``theta.ml``'s score,
+    sum w (digamma(theta + y) - digamma(theta) + log(theta) + 1 - log(theta + mu)
+    - (y + theta) / (mu + theta)))."""
+    u = (y - mu) / (mu + theta)
+    if theta < _SERIES_THETA:
+        dig = special.digamma(theta + y) - special.digamma(theta) - np.log1p(y / theta)
+    else:
+        z = theta + y
+        dig = y / (2.0 * theta * z) + (_digamma_tail(z) - _digamma_tail(theta))
+    # log(theta + y) - log(theta + mu) - (y - mu)/(theta + mu) = log1p(u) - u
+    return float(np.sum(w * (dig + _log1p_minus(u, (theta + y) / (theta + mu)))))
 
 
 def theta_info(theta: float, y: Array, mu: Array, w: Array) -> float:
-    """- d^2 loglik / d theta^2 (MASS ``theta.ml``'s information)."""
-    return float(
-        np.sum(
-            w
-            * (
-                -special.polygamma(1, theta + y)
-                + special.polygamma(1, theta)
-                - 1.0 / theta
-                + 2.0 / (mu + theta)
-                - (y + theta) / (mu + theta) ** 2
-            )
+    """- d^2 loglik / d theta^2 at fixed mu (MASS ``theta.ml``'s information,
+    sum w (trigamma(theta) - trigamma(theta + y) - 1/theta + 2/(mu + theta)
+    - (y + theta)/(mu + theta)^2))."""
+    z = theta + y
+    b = theta + mu
+    # -1/z + 2/b - z/b^2 = -(y - mu)^2 / (z b^2)
+    quad = -((y - mu) ** 2) / (z * b * b)
+    if theta < _SERIES_THETA:
+        tri = special.polygamma(1, theta) - special.polygamma(1, z) - y / (theta * z)
+    else:
+        # trigamma(theta) - trigamma(z) - (1/theta - 1/z)
+        tri = y * (2.0 * theta + y) / (2.0 * theta**2 * z**2) + (
+            _trigamma_tail(theta) - _trigamma_tail(z)
         )
-    )
+    return float(np.sum(w * (tri + quad)))

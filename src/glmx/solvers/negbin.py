@@ -175,9 +175,9 @@ class _Profile:
 
 
 def _newton_step(prof: _Profile, p: _Point) -> float:
-    """The Newton step in t for g, with the fixed-mu information (the profile's own
-    curvature is smaller in size: the step is short of the root, never past it when
-    the curvature holds)."""
+    """The Newton step in t for g, with the information at fixed mu (the profile's own
+    curvature is smaller in size, so the step tends to fall short of the root); a unit
+    step uphill where the curvature is not negative."""
     inp = prof.inp
     theta = _theta_of(p.t)
     dg = p.g - theta * theta * theta_info(theta, inp.y, p.fit.mu, inp.total_weights)
@@ -245,13 +245,21 @@ def fit_negative_binomial(
         return irls(inp), fam, ThetaEstimate(fam.theta, float("nan"), 0), 0
     with warnings.catch_warnings():  # only a start: its own convergence does not matter
         warnings.simplefilter("ignore")
-        poisson = irls(dataclasses.replace(inp, family=Poisson(link=fam.link)))
+        try:
+            poisson = irls(dataclasses.replace(inp, family=Poisson(link=fam.link)))
+        except ConvergenceError:  # e.g. an identity link the Poisson fit cannot keep valid
+            poisson = irls(dataclasses.replace(inp, family=fam.with_theta(1.0)))
     y, wt = inp.y, inp.total_weights
     if not np.any((y > 0) & (wt > 0)):
-        # every count is zero: theta does not enter the likelihood at mu -> 0
+        # every count is zero: the fitted means go to 0, where theta leaves the likelihood
         prof = _Profile(inp, fam, poisson)
         p = prof.at(T_MAX)
-        _no_overdispersion_warning(THETA_MAX)
+        warnings.warn(
+            "negative binomial: every count is zero, so theta cannot be estimated; the fit "
+            f"is the Poisson one, reported at theta = {THETA_MAX:.4g}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
         fit = dataclasses.replace(p.fit, converged=False)
         return fit, fam.with_theta(THETA_MAX), ThetaEstimate(THETA_MAX, float("nan"), 0, True), 1
     with warnings.catch_warnings():
