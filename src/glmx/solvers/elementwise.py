@@ -129,8 +129,11 @@ def observed_weights(inp: IRLSInputs, eta: Array, mu: Array, W: Array, out: Arra
         ob *= slope
         if not inp.unit_weights:
             ob *= wt[lo:hi]
-        np.subtract(W[lo:hi], ob, out=ob)
-        ob[W[lo:hi] == 0.0] = 0.0
+        Wb = W[lo:hi]
+        np.subtract(Wb, ob, out=ob)
+        # rows whose observed weight vanishes (binomial with the log link at y = 1) come
+        # out as rounding noise of either sign: zero them
+        ob[(Wb == 0.0) | (np.abs(ob) <= 1e-10 * Wb)] = 0.0
 
     over_blocks(eta.shape[0], block)
     return out

@@ -199,10 +199,11 @@ def factorize_on(G: Array, kept: NDArray[np.bool_]) -> Factorization | None:
 
 def signed_gram(X: object, w: Array, max_negative: float = 0.25) -> Array | None:
     """X' diag(w) X for weights of either sign: the Gram of the positive part less the
-    Gram of the (few) rows with negative weight, or None when more than ``max_negative``
-    of the rows are negative (or the design cannot take rows)."""
+    Gram of the rows with negative weight (copied densely), or None when those are more
+    than ``max_negative`` of the rows and their copy would be large."""
     neg = np.flatnonzero(w < 0)
-    if neg.size > max_negative * w.shape[0]:
+    p = X.shape[1]  # type: ignore[attr-defined]
+    if neg.size > max_negative * w.shape[0] and neg.size * p > 4_000_000:
         return None
     G = X.gram(np.maximum(w, 0.0))  # type: ignore[attr-defined]
     if neg.size:
