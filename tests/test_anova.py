@@ -11,8 +11,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import glmx
+from glmx.families.negbin import theta_info, theta_score
 from refdata import FIXTURES, R_FAMILY, dataset, fit_case, glm_cases
 
 ANOVA = json.loads((FIXTURES / "glm_anova_cases.json").read_text())
@@ -44,8 +46,18 @@ def _check_table(ours: pd.DataFrame, ref: dict, scale: float, rtol: float = 1e-8
             continue
         want_arr = _arr(want)
         atol = 1e-9 * scale if col in ("deviance", "resid_dev", "rao", "statistic") else 0.0
+        # R's Rao statistic uses the working weights of the second-to-last iteration of
+        # its submodel refits (epsilon 1e-12): up to 2.5e-7 from the statistic at the
+        # submodels' MLE that glmx reports (dobson: exactly 278/50, below); p-values far
+        # in the tail (1e-19) move by up to 50 times that
+        rao = "rao" in ref or ref.get("test") == "Rao"
+        tol = rtol
+        if rao and col in ("rao", "statistic"):
+            tol = max(rtol, 1e-6)
+        elif rao and col == "p_value":
+            tol = max(rtol, 5e-5)
         np.testing.assert_allclose(
-            ours[col].to_numpy(dtype=float), want_arr, rtol=rtol, atol=atol, err_msg=col
+            ours[col].to_numpy(dtype=float), want_arr, rtol=tol, atol=atol, err_msg=col
         )
 
 
@@ -85,10 +97,14 @@ def test_rao_score_equals_r_for_dobson() -> None:
     # R: anova(glm(counts ~ outcome + treatment, poisson, dobson), test = "Rao")
     #           Df Deviance Resid. Df Resid. Dev    Rao Pr(>Chi)
     # outcome    2   5.4523         6     5.1291 5.5600  0.06204 .
-    fit = glmx.glm("counts ~ outcome + treatment", dataset("dobson"), family="poisson", tol=1e-12)
+    fit = glmx.glm("counts ~ outcome + treatment", dataset("dobson"), family="poisson")
     tab = fit.anova(test="Rao")
-    assert tab.loc["outcome", "rao"] == pytest.approx(5.56000100310733, rel=1e-10)
-    assert tab.loc["outcome", "p_value"] == pytest.approx(0.0620384762617252, rel=1e-10)
+    # at the submodel's MLE the score statistic is Pearson's sum over the outcome totals
+    # (63, 40, 47 against 50 each): (13^2 + 10^2 + 3^2) / 50 = 5.56 exactly; R's value
+    # is 1.8e-7 off (its refit stops at epsilon 1e-12, see _check_table)
+    assert tab.loc["outcome", "rao"] == pytest.approx(278 / 50, rel=1e-12)
+    assert tab.loc["outcome", "rao"] == pytest.approx(5.56000100310733, rel=1e-6)
+    assert tab.loc["outcome", "p_value"] == pytest.approx(0.0620384762617252, rel=1e-6)
 
 
 # --- anova(m1, m2, ...) ----------------------------------------------------------------
@@ -122,7 +138,14 @@ def test_negbin_models_compared_as_mass() -> None:
     q = dataset("quine")
     fits = [glmx.glm(f, q, family="negative_binomial") for f in ref["formulas"]]
     tab = glmx.anova(*fits)
-    np.testing.assert_allclose(tab["theta"], ref["theta"], rtol=1e-8)
+    # MASS's theta.ml stops with a Newton step of 1.3e-8 still to take (glm.nb(Days ~
+    # Eth + Sex)); glmx's theta score is zero to 6e-11 of theta
+    np.testing.assert_allclose(tab["theta"], ref["theta"], rtol=3e-8)
+    for fit in fits:
+        step = theta_score(fit.theta, fit._fit.y, fit.fitted, np.ones(fit.nobs)) / theta_info(
+            fit.theta, fit._fit.y, fit.fitted, np.ones(fit.nobs)
+        )
+        assert abs(step) < 1e-9 * fit.theta
     np.testing.assert_allclose(tab["resid_df"], ref["resid_df"])
     np.testing.assert_allclose(tab["deviance"].iloc[1], ref["lr_stat"][1], rtol=1e-8)
     np.testing.assert_allclose(tab["p_value"].iloc[1], ref["p_value"][1], rtol=1e-8)
@@ -142,7 +165,7 @@ def test_drop1_matches_r(case: dict) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tab = fit.drop1(test=case["test"])
-    ref = dict(case["table"])
+    ref = dict(case["table"], test=case["test"])
     assert list(tab.index) == ref["terms"]
     if "aic" not in ref:  # R drops the all-NA AIC column of quasi fits
         assert tab["aic"].isna().all()
@@ -256,7 +279,9 @@ def test_compare_matches_r_aic_bic_and_akaike_weights() -> None:
     # R: sapply(fits, AIC), BIC, logLik (its df attribute), deviance
     for col in ("df", "loglik", "aic", "bic", "aic_weight"):
         np.testing.assert_allclose(tab[col], ref[col], rtol=1e-8, err_msg=col)
-    np.testing.assert_allclose(tab["deviance"], ref["deviance"], rtol=1e-9)
+    # a negative binomial deviance moves with theta to first order: MASS's theta is 1.1e-8
+    # short of the maximum (test_negbin_models_compared_as_mass), so its deviance 6e-9
+    np.testing.assert_allclose(tab["deviance"], ref["deviance"], rtol=2e-8)
 
 
 def test_compare_default_names_and_errors() -> None:

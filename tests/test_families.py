@@ -164,7 +164,7 @@ def test_negative_binomial_without_overdispersion_stops_theta_and_warns():
     with pytest.warns(glmx.ConvergenceWarning, match="no overdispersion"):
         nb = glmx.glm("y ~ x1 + x2", d, family="negative_binomial")
     pois = glmx.glm("y ~ x1 + x2", d, family="poisson")
-    assert nb.theta == 1e8
+    assert nb.theta >= 1e8  # the Poisson limit (theta stopped where it no longer matters)
     assert len(nb.warnings) == 1
     np.testing.assert_allclose(nb.coef.to_numpy(), pois.coef.to_numpy(), rtol=1e-6)
 
