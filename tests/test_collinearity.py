@@ -2,7 +2,8 @@
 
 References in fixtures/glm_diagnostics_cases.json, written by
 fixtures/make_diagnostics_cases.R (R 4.2.2, car 3.1-1) for
-``fit <- glm(formula, family, data, weights, offset, control = glm.control(epsilon = 1e-12))``:
+``fit <- glm(formula, family, data, weights, offset, control = glm.control(epsilon = 1e-12))``
+polished to the MLE by fixtures/make_polished_cases.R (glmx at its default settings):
 ``car::vif(fit)`` (GVIF, Df, GVIF^(1/(2*Df)), or car's error) and
 ``kappa(Xs, exact = TRUE)`` with ``Xw <- sqrt(fit$weights) * model.matrix(fit)`` and
 ``Xs <- sweep(Xw, 2, sqrt(colSums(Xw^2)), "/")``.
@@ -28,7 +29,7 @@ VIF_ERRORS = sorted(n for n in DIAG if "vif_error" in DIAG[n])
 def _fit(name: str) -> glmx.GLMResults:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", glmx.GlmxWarning)
-        return fit_case(DIAG[name], tol=1e-12)
+        return fit_case(DIAG[name])  # R's polished fits: the MLE, glmx's defaults
 
 
 def test_reference_cases_cover_factors_weights_and_errors():
@@ -90,11 +91,9 @@ def test_condition_number_matches_r(name):
 
 def test_glm_fit_design_columns_are_terms():
     mt = dataset("mtcars")
-    formula_fit = glmx.glm("carb ~ wt + hp + qsec", mt, family="poisson", tol=1e-12)
+    formula_fit = glmx.glm("carb ~ wt + hp + qsec", mt, family="poisson")
     X = np.column_stack([mt.wt, np.ones(len(mt)), mt.hp, mt.qsec])  # intercept not first
-    fit = glmx.glm_fit(
-        X, mt.carb, family="poisson", column_names=["wt", "one", "hp", "qsec"], tol=1e-12
-    )
+    fit = glmx.glm_fit(X, mt.carb, family="poisson", column_names=["wt", "one", "hp", "qsec"])
     got = fit.vif()
     assert list(got.index) == ["wt", "hp", "qsec"]
     np.testing.assert_allclose(got.to_numpy(), formula_fit.vif().to_numpy(), rtol=1e-9)

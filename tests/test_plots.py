@@ -2,9 +2,11 @@
 
 References:
 
-- R's ``lowess(x, y, delta = 0)`` (R 4.2.2) for the smoother, numbers in the comments.
+- R's ``lowess(x, y, delta = 0)`` (R 4.2.2) for the smoother, numbers in the comments
+  (of a glm fit: fixtures/polished_inline_numbers.R).
 - fixtures/quantile_residuals.json (fixtures/make_quantile_residuals.R):
-  ``residuals(fit, type = "partial")`` for the partial residuals.
+  ``residuals(fit, type = "partial")`` for the partial residuals, of R's fit polished
+  to the MLE (glmx at its default settings).
 - The panels' points are checked against glmx's own diagnostics (tested against R in
   test_influence.py and test_quantile_residuals.py).
 """
@@ -172,12 +174,13 @@ def test_lowess_matches_r():
 
 
 def test_lowess_of_clotting_residuals_matches_r(clotting):
-    # R: fit <- glm(lot1 ~ log(u), Gamma, clotting)
+    # R: fit <- glm(lot1 ~ log(u), Gamma, clotting), polished to the MLE (restarted with
+    #    start = coef(fit), epsilon = 1e-12, until the coefficients stop changing:
+    #    fixtures/polished_inline_numbers.R; the default-epsilon fit's are ~1e-10 off)
     #    lowess(fit$linear.predictors, residuals(fit), delta = 0)$y
-    expected = [-0.03802782522135566, 0.00683423046186084, 0.04820625481969657]
-    expected += [0.03246939756539004, 0.01190389243827584, -0.00247581569834695]
-    expected += [-0.02033590888093287, -0.02942395396613727, -0.03577963598274989]
-    # (R's fit stopped at glm's default epsilon 1e-8: its inputs differ by ~1e-10)
+    expected = [-0.03802782509978942, 0.00683423052575124, 0.04820625484276857]
+    expected += [0.03246939758237873, 0.01190389244814853, -0.00247581569300815]
+    expected += [-0.02033590888008232, -0.02942395396774821, -0.03577963598625141]
     gx, gy = lowess(clotting.linear_predictor, clotting.residuals("deviance"))
     np.testing.assert_allclose(gy, expected, rtol=0, atol=1e-9)
 
@@ -246,7 +249,7 @@ def test_partial_residuals_match_r(name):
     # R: residuals(fit, type = "partial")[, term]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", glmx.GlmxWarning)
-        fit = fit_case(REF[name], tol=1e-12)
+        fit = fit_case(REF[name])  # R's polished fit: the MLE
     data = glmx.plot.partial_residual_data(fit)
     assert list(data.columns) == list(REF[name]["partial"])
     for col, expected in REF[name]["partial"].items():
