@@ -125,7 +125,6 @@ def test_anova_models_default_test_is_chisq_for_poisson_and_f_for_gaussian() -> 
     tab = glmx.anova(*p)
     assert "statistic" not in tab.columns
     # LRT: the deviance drop on 1 df
-    from scipy import stats
 
     assert tab["p_value"].iloc[1] == pytest.approx(stats.chi2.sf(tab["deviance"].iloc[1], 1))
     none = glmx.anova(*p, test="none")

@@ -29,16 +29,23 @@ from glmx.design.parallel import single_threaded_blas
 from glmx.errors import ConvergenceError
 from glmx.families.base import Family
 from glmx.outofcore.chunkdesign import ChunkData
-from glmx.solvers.elementwise import fitted_and_deviance, working_weights_and_residuals
-from glmx.solvers.irls import MAX_HALVINGS, warn_outcome
+from glmx.solvers.certify import Certifier
+from glmx.solvers.driver import Settings, final_equations, solve
+from glmx.solvers.elementwise import (
+    fitted_and_deviance,
+    observed_weights,
+    working_weights_and_residuals,
+)
 from glmx.solvers.linalg import (
     EigenFactorization,
     Factorization,
     factorize,
     factorize_kept,
+    factorize_on,
     gram_and_rmatvec,
+    signed_gram,
 )
-from glmx.solvers.state import Array, FitLog, IRLSInputs
+from glmx.solvers.state import Array, Equations, FitLog, IRLSInputs
 
 # a chunk's model rows and the design the fit uses for them (X, or a column of ones)
 Design = Callable[[ChunkData], object]
@@ -81,8 +88,16 @@ class Partials:
     n_positive: int  # rows with positive weight (R's nobs)
     sum_w: float  # sum of the prior weights
     sum_wy: float  # sum of w y (the null model's weighted mean)
+    # the observed information X'W_obs X (Newton's step; None for a canonical link or at
+    # the start, or when a chunk could not form it)
+    gram_obs: Array | None = None
 
     def __add__(self, other: Partials) -> Partials:
+        obs = (
+            None
+            if self.gram_obs is None or other.gram_obs is None
+            else self.gram_obs + other.gram_obs
+        )
         return Partials(
             self.gram + other.gram,
             self.rhs + other.rhs,
@@ -92,6 +107,7 @@ class Partials:
             self.n_positive + other.n_positive,
             self.sum_w + other.sum_w,
             self.sum_wy + other.sum_wy,
+            obs,
         )
 
 
@@ -127,10 +143,15 @@ def chunk_partials(
     # X'WX and X'v of this chunk (p x p: the design's own blocked Gram, X'v in the same
     # pass over X where the design offers it)
     gram, rhs = gram_and_rmatvec(inp.X, W, v)
+    gram_obs = None
+    if point.beta is not None and not family.canonical:
+        with np.errstate(all="ignore"):
+            W_obs = observed_weights(inp, eta, mu, W, out=np.empty_like(W))
+        gram_obs = signed_gram(inp.X, W_obs, max_negative=1.0)
     w = data.weights
     return Partials(
         gram, rhs, dev, valid, eta.shape[0],
-        int(np.count_nonzero(w > 0)), float(np.sum(w)), float(w @ data.y),
+        int(np.count_nonzero(w > 0)), float(np.sum(w)), float(w @ data.y), gram_obs,
     )  # fmt: skip
 
 
@@ -165,6 +186,120 @@ class StreamingResult:
     log: FitLog
 
 
+@dataclass(frozen=True)
+class PassPoint:
+    """A point of the streamed fit: its coefficients and the sums of its pass (the
+    deviance, validity and the normal equations of a step from it)."""
+
+    beta: Array | None
+    sums: Partials
+
+    @property
+    def deviance(self) -> float:
+        return self.sums.deviance
+
+    @property
+    def valid(self) -> bool:
+        return self.sums.valid and bool(np.isfinite(self.sums.deviance))
+
+    def detached(self) -> PassPoint:
+        return self  # no buffers
+
+
+class PassEvaluator:
+    """The driver's problem (glmx.solvers.driver.Problem) for a streamed fit: a point is
+    one pass over the data, which also sums the normal equations of a step from it."""
+
+    def __init__(
+        self,
+        rows: RowPasses,
+        design: Design,
+        family: Family,
+        start_mu: StartMu,
+        tol: float,
+        max_iter: int,
+        progress: Callable[[int, float], None] | None,
+    ) -> None:
+        self.rows, self.design, self.family, self.start_mu = rows, design, family, start_mu
+        self._settings = Settings(family, tol, max_iter)
+        self.progress = progress
+        self.passes = 0
+        self.totals: Partials | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def newton_available(self) -> bool:
+        return not self.family.canonical
+
+    def certifier(self) -> Certifier:
+        if self.totals is None:
+            self.totals = self._pass(Point(None), self.start_mu)
+        n, p = self.totals.n_positive, self.totals.rhs.shape[0]
+        return Certifier(
+            self._settings.tol,
+            self.family.fixed_dispersion,
+            max(float(n - p), 1.0),
+        )
+
+    def warm_start(self) -> Array | None:
+        return None
+
+    def _pass(self, point: Point, start_mu: StartMu) -> Partials:
+        sums = one_pass(self.rows, self.design, self.family, point, start_mu)
+        self.passes += 1
+        self.totals = sums
+        return sums
+
+    def at(self, beta: Array) -> PassPoint:
+        pt = PassPoint(beta, self._pass(Point(beta), self.start_mu))
+        if self.progress is not None:
+            self.progress(self.passes, pt.deviance)
+        return pt
+
+    def at_start(self, damped: bool = False) -> PassPoint:
+        """R's start (or halfway from mustart to the weighted mean of y)."""
+        start_mu = self.start_mu
+        if damped and self.totals is not None and self.totals.sum_w > 0:
+            ybar = self.totals.sum_wy / self.totals.sum_w
+            start_mu = partial(_damped_mu, start_mu=self.start_mu, ybar=ybar)
+        pt = PassPoint(None, self._pass(Point(None), start_mu))
+        if not pt.valid:
+            raise ConvergenceError(
+                f"cannot find valid starting values for the {self.family.name} family with "
+                f"the {self.family.link.name} link"
+            )
+        return pt
+
+    def equations(
+        self, pt: PassPoint, kept: np.ndarray | None = None, newton: bool = False
+    ) -> Equations:
+        sums = pt.sums
+        if newton and pt.beta is not None and kept is not None and sums.gram_obs is not None:
+            fac_obs = factorize_on(sums.gram_obs, kept)
+            if fac_obs is not None:
+                return Equations(fac_obs, sums.rhs, None, True, pt)
+        return Equations(self._fisher_factor(sums.gram, kept), sums.rhs, None, False, pt)
+
+    def fisher(self, eq: Equations) -> Factorization | EigenFactorization:
+        if not eq.newton:
+            return eq.fac
+        return self._fisher_factor(eq.at.sums.gram, eq.fac.kept)
+
+    @staticmethod
+    def _fisher_factor(gram: Array, kept: np.ndarray | None) -> Factorization | EigenFactorization:
+        fac = factorize(gram)
+        if kept is not None and (fac.aliased & kept).any():
+            return factorize_kept(gram, kept)  # as irls: boundary weights
+        return fac
+
+
+def _damped_mu(data: ChunkData, inp: IRLSInputs, start_mu: StartMu, ybar: float) -> Array:
+    return (start_mu(data, inp) + ybar) / 2.0
+
+
 @single_threaded_blas()
 def streaming_irls(
     rows: RowPasses,
@@ -175,102 +310,30 @@ def streaming_irls(
     max_iter: int,
     progress: Callable[[int, float], None] | None = None,
 ) -> StreamingResult:
-    """R's IRLS from mustart, one pass per step (see the module docstring);
-    ``progress(passes, deviance)`` is called after each step.  BLAS runs on one thread
-    meanwhile (the passes' row blocks use the cores: :mod:`glmx.design.parallel`)."""
-    passes = 1
-    here = one_pass(rows, design, family, Point(None), start_mu)
-    if not (np.isfinite(here.deviance) and here.valid):
-        raise ConvergenceError(
-            f"cannot find valid starting values for the {family.name} family with the "
-            f"{family.link.name} link"
-        )
-    p = here.rhs.shape[0]
-    point, dev_old = Point(None), here.deviance
-    log = FitLog()
-    structural = None
-    converged = boundary = False
-    n_iter = 0
-    last_point = point
-    fac: Factorization | EigenFactorization
-    for n_iter in range(1, max_iter + 1):  # noqa: B007 - the count is reported
-        fac = factorize(here.gram)
-        if structural is None:
-            structural = fac.aliased  # aliasing is a property of X, found at the start
-        elif (fac.aliased & ~structural).any():
-            fac = factorize_kept(here.gram, ~structural)  # as irls: boundary weights
-        base = np.zeros(p) if point.beta is None else point.beta
-        beta_new = base + fac.solve(here.rhs)
-        beta_new[fac.aliased] = 0.0
-        last_point = point
-        beta, nxt, halvings, bad_steps, used = _step(
-            rows, design, family, start_mu, beta_new, point.beta, dev_old
-        )
-        passes += used
-        boundary |= bad_steps
-        dev = nxt.deviance
-        log.record(dev, halvings)
-        point, here = Point(beta), nxt
-        if progress is not None:
-            progress(passes, dev)
-        if abs(dev - dev_old) / (abs(dev) + 0.1) < tol:
-            converged = True
-            break
-        dev_old = dev
-    warn_outcome(converged, boundary, max_iter)
-    assert point.beta is not None
+    """IRLS by glmx's driver (glmx.solvers.driver: the same iteration, certificate and
+    restarts as an in-memory fit), one pass per point; ``progress(passes, deviance)`` is
+    called after each pass at coefficients.  BLAS runs on one thread meanwhile (the passes' row blocks
+    use the cores: :mod:`glmx.design.parallel`)."""
+    ev = PassEvaluator(rows, design, family, start_mu, tol, max_iter, progress)
+    run = solve(ev)
+    eq = final_equations(ev, run)
+    fac = ev.fisher(eq)
+    beta = run.point.beta
+    assert beta is not None
     return StreamingResult(
-        coef=np.where(fac.aliased, np.nan, point.beta),
+        coef=np.where(fac.aliased, np.nan, beta),
         aliased=fac.aliased,
-        beta=point.beta,
-        deviance=here.deviance,
-        cov_unscaled=fac.inverse(),  # (X'WX)^{-1} of the last step, as R
-        last_point=last_point,
-        totals=here,
-        n_iter=n_iter,
-        n_passes=passes,
-        converged=converged,
-        boundary=boundary,
-        log=log,
+        beta=beta,
+        deviance=run.point.deviance,
+        cov_unscaled=fac.inverse(),  # (X'WX)^{-1} where the covariance's weights are
+        last_point=Point(eq.at.beta),
+        totals=run.point.sums,
+        n_iter=run.n_iter,
+        n_passes=ev.passes,
+        converged=run.converged,
+        boundary=run.boundary,
+        log=run.log,
     )
-
-
-def _step(
-    rows: RowPasses,
-    design: Design,
-    family: Family,
-    start_mu: StartMu,
-    beta_new: Array,
-    coef_old: Array | None,
-    dev_old: float,
-) -> tuple[Array, Partials, int, bool, int]:
-    """A pass at the new beta, halving toward ``coef_old`` (one more pass each) while
-    the deviance is not finite, eta/mu are invalid or the deviance went up.  Returns
-    beta, its pass, the halvings, whether any was for validity, and the passes used."""
-    beta, halvings, boundary, used = beta_new, 0, False, 0
-    while True:
-        part = one_pass(rows, design, family, Point(beta), start_mu)
-        used += 1
-        dev = part.deviance
-        bad = not np.isfinite(dev) or not part.valid
-        worse = not bad and coef_old is not None and dev - dev_old > 1e-12 * (abs(dev_old) + 0.1)
-        if not (bad or worse):
-            return beta, part, halvings, boundary, used
-        if coef_old is None:
-            raise ConvergenceError(
-                "no valid set of coefficients has been found from the starting values"
-            )
-        if halvings >= MAX_HALVINGS:
-            if bad:
-                raise ConvergenceError(
-                    "IRLS could not find a valid step (fitted values outside the family's "
-                    "range); try another link"
-                )
-            part = one_pass(rows, design, family, Point(coef_old), start_mu)
-            return coef_old, part, halvings, boundary, used + 1
-        boundary |= bad
-        beta = (beta + coef_old) / 2.0
-        halvings += 1
 
 
 __all__ = [

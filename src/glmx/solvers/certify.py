@@ -6,16 +6,19 @@ observed information), the step delta = C^{-1} U has the decrement
     lambda^2 = U' C^{-1} U = delta' C delta,
 
 the deviance a full step would still gain.  By Cauchy-Schwarz every coefficient moves by
-at most sqrt(lambda^2 / phi) standard errors, and every linear predictor by about
-sqrt(lambda^2 p / (n phi)).  The fit stops after a step whose decrement was at most
+at most sqrt(lambda^2 / phi) standard errors.  The fit stops after a step whose decrement
+was at most
 
-    tol * 1e-6 * phi * (n / p for a Newton step, 1 for a Fisher step of a non-canonical link)
+    tol * phi * (10 for a Newton step, 1e-5 for a Fisher step of a non-canonical link)
 
-(1e-16 phi at the default tol): a Fisher step with a non-canonical link converges
-linearly, so it must itself be below 1e-8 standard errors; a Newton step converges
-quadratically, so the point it leaves is exact to rounding, and the bound only keeps the
-weights (hence the standard errors) of the point it started from within 1e-8.  The
-decrement needs no units: it is a chi-square, free of the scales of X and y.
+(1e-9 and 1e-15 of phi at the default tol).  A Newton step (Fisher scoring with the
+canonical link, or the observed information) converges quadratically: from 3e-5
+standard errors it lands within about 1e-9 of them.  A Fisher step with a non-canonical
+link converges linearly, so it must itself be below about 3e-8 standard errors.  The
+weights of the point a Newton step started from may then still differ from the optimum's
+by more than 1e-8; the driver recomputes the covariance at the point reached
+(:func:`glmx.solvers.driver.final_equations`).  The decrement needs no units: it is a
+chi-square, free of the scales of X and y.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import numpy as np
 
 from glmx.solvers.state import IRLSInputs
 
-# the decrement allowed per unit of tol (1e-16 of phi at tol = 1e-10)
-_PER_TOL = 1e-5
+# the decrement allowed per unit of tol, after a Newton step and after a Fisher step
+_NEWTON_PER_TOL = 10.0
+_FISHER_PER_TOL = 1e-5
 # when no step lowers the deviance any more, the point still counts as the optimum (to
 # rounding) if its decrement is below this many dispersions (1e-4 standard errors)
 _NOISE_FLOOR = 1e-8
@@ -38,7 +42,6 @@ class Certifier:
     tol: float
     fixed_dispersion: bool
     df_resid: float  # rows (with positive weight) less columns
-    rows_per_column: float  # n / p, at least 1
 
     @classmethod
     def for_inputs(cls, inp: IRLSInputs) -> Certifier:
@@ -49,7 +52,6 @@ class Certifier:
             tol=inp.tol,
             fixed_dispersion=inp.family.fixed_dispersion,
             df_resid=max(float(n - p), 1.0),
-            rows_per_column=max(n / max(p, 1), 1.0),
         )
 
     def dispersion(self, deviance: float) -> float:
@@ -59,7 +61,7 @@ class Certifier:
     def small(self, decrement: float, deviance: float, exact_newton: bool) -> bool:
         """Whether a step of this decrement leaves a point exact to 1e-8 (module doc);
         with ``exact_newton`` False also whether the point it started from is."""
-        limit = self.tol * _PER_TOL * (self.rows_per_column if exact_newton else 1.0)
+        limit = self.tol * (_NEWTON_PER_TOL if exact_newton else _FISHER_PER_TOL)
         return decrement <= limit * self.dispersion(deviance)
 
     def at_noise_floor(self, decrement: float, deviance: float) -> bool:

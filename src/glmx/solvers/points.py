@@ -24,6 +24,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from glmx.design.matrix import DenseDesign
+from glmx.errors import ConvergenceError
+from glmx.solvers.certify import Certifier
+from glmx.solvers.driver import Settings
 from glmx.solvers.elementwise import (
     fitted_and_deviance,
     observed_weights,
@@ -38,7 +41,8 @@ from glmx.solvers.linalg import (
     normal_equations,
     signed_gram,
 )
-from glmx.solvers.state import Array, IRLSInputs
+from glmx.solvers.state import Array, Equations, IRLSInputs
+from glmx.solvers.warmstart import subsample_start
 from glmx.vectors import is_constant
 
 
@@ -57,19 +61,6 @@ class Point:
         return Point(self.beta, self.eta.copy(), self.mu.copy(), self.deviance, self.valid)
 
 
-@dataclass(frozen=True)
-class Equations:
-    """The normal equations of the step from a point: ``fac`` factors the curvature
-    (Fisher's X'WX, or for a Newton step the observed information X'W_obs X), ``rhs`` is
-    X'Wc, ``W`` Fisher's working weights (R's, for the covariance) and ``newton`` whether
-    ``fac`` is the observed information."""
-
-    fac: Factorization | EigenFactorization
-    rhs: Array
-    W: Array
-    newton: bool
-
-
 class Evaluator:
     """Evaluates points and their normal equations for one IRLS fit (see module doc)."""
 
@@ -80,6 +71,40 @@ class Evaluator:
         self._W: Array | None = None
         self._r: Array | None = None
         self._W_obs: Array | None = None
+
+    @property
+    def settings(self) -> Settings:
+        inp = self.inp
+        return Settings(
+            inp.family, inp.tol, inp.max_iter, inp.certify, inp.start, inp.null_start,
+            inp.null_deviance,
+        )  # fmt: skip
+
+    def certifier(self) -> Certifier:
+        return Certifier.for_inputs(self.inp)
+
+    def warm_start(self) -> Array | None:
+        """For a large fit, the estimates of a subsample fit (glmx.solvers.warmstart)."""
+        return subsample_start(self.inp)
+
+    def at_start(self, damped: bool = False) -> Point:
+        """R's start, eta = g(mustart); ``damped``: mustart halfway to its weighted mean.
+        Raises ConvergenceError when it gives invalid fitted values."""
+        inp = self.inp
+        fam = inp.family
+        mustart = fam.starting_mu(inp.y, inp.weights) if inp.mustart is None else inp.mustart
+        if damped:
+            wt = inp.total_weights
+            mustart = (mustart + float(np.sum(wt * mustart) / np.sum(wt))) / 2.0
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            eta = fam.link.link(mustart)
+        pt = self.at_eta(eta)  # R: mu <- linkinv(eta), devold
+        if not (np.all(np.isfinite(eta)) and pt.valid and np.isfinite(pt.deviance)):
+            raise ConvergenceError(
+                f"cannot find valid starting values for the {fam.name} family with the "
+                f"{fam.link.name} link; please give start= coefficients"
+            )
+        return pt
 
     def at(self, beta: Array) -> Point:
         """The fit at coefficients beta (in the buffers of the previous point, whose eta
@@ -165,6 +190,7 @@ class Evaluator:
         """Fisher's X'WX factored at the point of ``eq`` (for a Newton step's covariance)."""
         if not eq.newton:
             return eq.fac
+        assert eq.W is not None
         fac = factorize_design(self.inp.X, eq.W)
         if (fac.aliased & eq.fac.kept).any():
             return factorize_kept(self.inp.X.gram(eq.W), eq.fac.kept)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from glmx.design.matrix import DesignMatrix
 from glmx.families.base import DevianceFunction, Family
+from glmx.solvers.linalg import EigenFactorization, Factorization
 from glmx.vectors import is_constant
 
 Array = NDArray[np.float64]
@@ -106,3 +108,18 @@ class IRLSResult:
     converged: bool
     boundary: bool
     log: FitLog
+
+
+@dataclass(frozen=True)
+class Equations:
+    """The normal equations of the step from a point: ``fac`` factors the curvature
+    (Fisher's X'WX, or for a Newton step the observed information X'W_obs X), ``rhs`` is
+    X'Wc, ``W`` Fisher's working weights (R's, for the covariance; None for a streamed
+    fit, which keeps no n-vector), ``newton`` whether ``fac`` is the observed information
+    and ``at`` the point (a streamed fit's, whose pass holds the Grams)."""
+
+    fac: Factorization | EigenFactorization
+    rhs: Array
+    W: Array | None
+    newton: bool
+    at: Any = None
