@@ -86,8 +86,9 @@ def test_reference_case_round_trip(key, tmp_path):
     data = dataset(ref["case"]["data"])
     rows = ref.get("predict_rows", list(range(min(len(data), 8))))
     got = assert_same_model(fit, loaded, data.iloc[rows])
-    if "predict_rows" in ref:
-        # R: predict(fit, data[rows, ], type = "link" / "response", se.fit = TRUE)
+    if "predict_rows" in ref and ref["case"].get("expect") != "separation":
+        # R: predict(fit, data[rows, ], type = "link" / "response", se.fit = TRUE); under
+        # separation the estimates diverge and R's are where its iteration happened to stop
         for type_ in ("link", "response"):
             fit_, se = got[type_]["fit"], got[type_]["se"]
             np.testing.assert_allclose(fit_, ref[f"predict_{type_}"], rtol=1e-6, atol=1e-10)

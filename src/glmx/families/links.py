@@ -16,7 +16,7 @@ from scipy import special
 from glmx.errors import FamilyError
 
 EPS = float(np.finfo(float).eps)
-_LOG_MAX = float(np.log(np.finfo(float).max))  # exp() overflows beyond this
+_TINY = float(np.finfo(float).tiny)  # the smallest positive normal number
 _LOGIT_THRESH = 30.0
 _PROBIT_THRESH = float(-special.ndtri(EPS))  # R: -qnorm(.Machine$double.eps)
 _CAUCHIT_THRESH = float(1.0 / np.tan(np.pi * EPS))  # R: -qcauchy(.Machine$double.eps)
@@ -91,8 +91,11 @@ class Log(Link):
         return np.log(_arr(mu))
 
     def inverse(self, eta: ArrayLike) -> Array:
-        # mu = max(exp(eta), eps), capped below overflow
-        return np.maximum(np.exp(np.minimum(_arr(eta), _LOG_MAX)), EPS)
+        # mu = exp(eta), floored at the smallest positive normal number (R floors it at
+        # eps, which makes every mean below 2.2e-16 wrong: responses near e^-300 fit
+        # here); above 709.78 it overflows to inf, an invalid mean, as in R
+        with np.errstate(over="ignore"):
+            return np.maximum(np.exp(_arr(eta)), _TINY)
 
     def mu_eta(self, eta: ArrayLike) -> Array:
         return self.inverse(eta)

@@ -104,6 +104,9 @@ class GLMSummary:
             lines += ["", f" 2 x log-likelihood:  {2 * fit.loglik:.3f} "]
         if not fit.converged:
             lines.append("Warning: the fit did not converge.")
+        recorded = getattr(fit._fit, "warnings", ())
+        if recorded:
+            lines += ["", "Warnings during the fit:"] + [f"  {w}" for w in recorded]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -132,6 +135,8 @@ class GLMSummary:
             f"{fit.df_null:g} df; residual deviance {fit.deviance:.6g} on {fit.df_resid:g} df; "
             f"AIC {fit.aic:.6g}; {fit.n_iter} Fisher scoring iterations.</p>"
         )
+        for w in getattr(fit._fit, "warnings", ()):
+            stats += f"<p>Warning: {html.escape(w)}</p>"
         return (
             f"<div><p><code>{html.escape(fit._fit.call)}</code></p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

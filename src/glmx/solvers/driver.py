@@ -86,12 +86,20 @@ class Run:
 
 def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | None) -> Run:
     """IRLS from ``pt`` until certified, the iteration cap, exhausted halving or a
-    numerical failure."""
+    numerical failure.
+
+    Newton steps (the observed information) are taken after whole steps; their decrement
+    only proposes convergence, which Fisher's decrement at the point reached confirms
+    (the observed information can be huge where the data are far from the fit, making its
+    decrement small away from the optimum).  Newton is dropped for the rest of the run
+    when it misleads so."""
     inp = ev.settings
     log = FitLog()
     boundary = False
     eq: Equations | None = None
+    pending: Equations | None = None  # Fisher's equations at pt, already formed
     newton_ok = True  # the last step was taken whole (Newton near the optimum only)
+    newton_trusted = ev.newton_available
 
     def stop(at: Any, converged: bool, reason: str = "") -> Run:
         assert eq is not None and kept is not None
@@ -99,13 +107,14 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
 
     n_iter = 0
     for n_iter in range(1, inp.max_iter + 1):  # noqa: B007 - the count is reported
-        newton = ev.newton_available and newton_ok and pt.beta is not None
+        newton = newton_trusted and newton_ok and pt.beta is not None
         try:
-            eq = ev.equations(pt, kept, newton=newton)
+            eq = pending if pending is not None else ev.equations(pt, kept, newton=newton)
         except _NUMERICAL:
             if eq is None:
                 raise
             return stop(pt, False, "stopped where the normal equations failed")
+        pending = None
         if kept is None:
             kept = eq.fac.kept  # aliasing is a property of X, found at the start
         delta = eq.fac.solve(eq.rhs)
@@ -120,22 +129,37 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
         boundary |= hit_boundary
         log.record(new.deviance, halvings)
         if halvings > MAX_HALVINGS:  # no step lowers the deviance: pt is where it stops
+            if eq.newton:
+                newton_trusted = False  # try again from pt with Fisher's steps
+                continue
             ok = decrement is not None and cert.at_noise_floor(decrement, pt.deviance)
             return stop(pt, ok, "" if ok else "stopped where step-halving ran out")
         changed = abs(new.deviance - pt.deviance) / (abs(new.deviance) + 0.1)
         newton_ok = halvings == 0
-        if changed < inp.tol and (
+        proposed = changed < inp.tol and (
             not inp.certify
             or (
                 halvings == 0
                 and decrement is not None
                 and cert.small(decrement, new.deviance, eq.newton or inp.family.canonical)
             )
-        ):
-            run = stop(new, True)
-            run.stale = decrement is not None and not cert.small(decrement, new.deviance, False)
-            return run
+        )
         pt = new
+        if not proposed:
+            continue
+        if not eq.newton or not inp.certify:
+            run = stop(pt, True)
+            run.stale = decrement is not None and not cert.small(decrement, pt.deviance, False)
+            return run
+        try:
+            check = ev.equations(pt, kept)  # Fisher's, at the point reached
+        except _NUMERICAL:
+            return stop(pt, False, "stopped where the normal equations failed")
+        fisher_decrement = float(check.rhs @ check.fac.solve(check.rhs))
+        if cert.small(fisher_decrement, pt.deviance, False):
+            eq = check  # the covariance at the point reached
+            return stop(pt, True)
+        pending, newton_trusted = check, False
     return stop(pt, False, f"did not converge in {inp.max_iter} iterations")
 
 

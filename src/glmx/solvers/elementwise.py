@@ -79,10 +79,12 @@ def working_weights_and_residuals(
         m = mu[lo:hi]
         d = fam.link.mu_eta_at(eta[lo:hi], m)
         Wb, rb = W[lo:hi], r[lo:hi]
-        np.multiply(d, d, out=Wb)
+        # W = d (d / V): no overflow where d^2 and V overflow together (log link, mu
+        # near 1e154 and beyond)
+        np.divide(d, fam.variance(m), out=Wb)
+        Wb *= d
         if not inp.unit_weights:
             Wb *= wt[lo:hi]
-        Wb /= fam.variance(m)
         np.subtract(y[lo:hi], m, out=rb)
         rb /= d
         bad = d == 0
