@@ -21,7 +21,13 @@ from glmx.design.formula import build_model_frame
 from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign, as_design
 from glmx.design.parallel import single_threaded_blas
 from glmx.design.scan import scan_dense
-from glmx.errors import BoundaryWarning, DataError, FamilyError, SeparationWarning
+from glmx.errors import (
+    BoundaryWarning,
+    ConvergenceError,
+    DataError,
+    FamilyError,
+    SeparationWarning,
+)
 from glmx.families import Family, get_family
 from glmx.families.exponential import Binomial, Poisson
 from glmx.families.links import EPS, Link
@@ -426,17 +432,42 @@ def _null_model(inp: IRLSInputs, has_intercept: bool) -> tuple[float, Array | No
             b0 = float(fam.link.link(np.array([wtdmu]))[0])
         ok = np.isfinite(b0) and fam.link.valid_eta(np.array([b0]))
     else:
-        ones = DenseDesign(np.ones((n, 1)), ["Intercept"])
-        null_inp = dataclasses.replace(inp, X=ones, start=None, mustart=None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            null = irls(null_inp)
-        deviance, b0, ok = null.deviance, float(null.coef[0]), True
+        deviance, b0 = _intercept_only_fit(inp)
+        ok = np.isfinite(deviance)
     if column is None or not ok:
         return deviance, None
     start = np.zeros(p)
     start[column] = b0
     return deviance, start
+
+
+def _intercept_only_fit(inp: IRLSInputs) -> tuple[float, float]:
+    """The intercept-only model with the offset (R refits it): the better of IRLS from
+    R's mustart and from the intercept g(weighted mean of y), since with a non-concave
+    link either can stall; its deviance and intercept."""
+    n = inp.y.shape[0]
+    ones = DenseDesign(np.ones((n, 1)), ["Intercept"])
+    wt = inp.total_weights
+    with np.errstate(all="ignore"):
+        b0 = inp.family.link.link(np.array([float(np.dot(wt, inp.y) / np.sum(wt))]))
+    starts = [None] + ([b0] if np.all(np.isfinite(b0)) else [])
+    best = (np.inf, np.nan)
+    for start in starts:
+        null_inp = dataclasses.replace(inp, X=ones, start=start, mustart=None)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                null = irls(null_inp)
+        except ConvergenceError:
+            continue
+        if null.deviance < best[0]:
+            best = (null.deviance, float(null.coef[0]))
+    if not np.isfinite(best[0]):
+        raise ConvergenceError(
+            "cannot fit the intercept-only model with the offset (R's null deviance); "
+            "check the offset and the link"
+        )
+    return best
 
 
 def _ones_column(X: DesignMatrix) -> int | None:
