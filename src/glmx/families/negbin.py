@@ -63,7 +63,19 @@ class NegativeBinomial(Family):
         # = 2 (K(y, mu) - K(y + theta, mu + theta)) with K(a, b) = a log(a/b) - (a - b),
         # the stable form of glmx.families.exponential.kl_poisson (y log 1 = 0 at y = 0)
         th = self._theta()
-        return 2.0 * (kl_poisson(y, mu) - kl_poisson(y + th, mu + th))
+        y, mu = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(mu, dtype=float))
+        out = 2.0 * (kl_poisson(y, mu) - kl_poisson(y + th, mu + th))
+        # where theta is small next to the means the two K's are nearly equal and their
+        # difference is rounding of their size: the same deviance as
+        # y (log1p(theta/mu) - log1p(theta/y)) - theta log1p((y - mu)/(mu + theta))
+        big = mu > 1e3 * th
+        if np.any(big):
+            yb, mb = y[big], mu[big]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lead = np.where(yb > 0, yb * (np.log1p(th / mb) - np.log1p(th / yb)), 0.0)
+            out = np.array(out)
+            out[big] = 2.0 * (lead - th * np.log1p((yb - mb) / (mb + th)))
+        return np.maximum(out, 0.0)
 
     def loglik(
         self, y: Array, mu: Array, weights: Array, freq_weights: Array, deviance: float
