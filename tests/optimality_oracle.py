@@ -107,6 +107,7 @@ class Fam:
     unit_deviance: Callable[[Array, Array], Array]
     lower: float | None  # mu > lower (None: unbounded)
     upper: float | None  # mu < upper
+    power: float | None = None  # V = mu^power (for log V where V over- or underflows)
 
 
 def _tweedie_dev(p: float) -> Callable[[Array, Array], Array]:
@@ -142,14 +143,14 @@ def family(name: str, theta: float = 2.0, power: float = 1.5) -> Fam:
         return Fam(name, lambda m: m, lambda y, m: 2.0 * (_ylogy_over(y, m) - (y - m)), 0.0, None)
     if name == "gamma":
         return Fam(
-            name, lambda m: m**2, lambda y, m: 2.0 * (-np.log(y / m) + (y - m) / m), 0.0, None
+            name, lambda m: m**2, lambda y, m: 2.0 * (-np.log(y / m) + (y - m) / m), 0.0, None, 2.0
         )
     if name == "inverse_gaussian":
-        return Fam(name, lambda m: m**3, lambda y, m: (y - m) ** 2 / (y * m**2), 0.0, None)
+        return Fam(name, lambda m: m**3, lambda y, m: (y - m) ** 2 / (y * m**2), 0.0, None, 3.0)
     if name == "negative_binomial":
         return Fam(name, lambda m: m + m**2 / theta, _nb_dev(theta), 0.0, None)
     if name == "tweedie":
-        return Fam(name, lambda m: m**power, _tweedie_dev(power), 0.0, None)
+        return Fam(name, lambda m: m**power, _tweedie_dev(power), 0.0, None, power)
     raise ValueError(name)
 
 
@@ -216,9 +217,15 @@ class Problem:
         if mu is None:
             return None
         me = self.mu_eta(eta)
-        v = self.fam.variance(mu)
-        z = self.w * (self.y - mu) * me / v
-        W = self.w * me**2 / v
+        with np.errstate(all="ignore"):
+            # as ratios, so that means near 1e+-260 do not over- or underflow mu^2
+            a = me / self.fam.variance(mu)  # mu_eta / V
+            odd = ~np.isfinite(a) | ((a == 0) & (me != 0))
+            if odd.any() and self.fam.power is not None:
+                logv = self.fam.power * np.log(mu[odd])
+                a[odd] = np.sign(me[odd]) * np.exp(np.log(np.abs(me[odd])) - logv)
+            z = self.w * (self.y - mu) * a
+            W = self.w * me * a
         if not (np.isfinite(z).all() and np.isfinite(W).all()):
             return None
         return z, W

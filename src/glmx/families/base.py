@@ -99,6 +99,11 @@ class Family:
         """V(mu), with Var(y) = dispersion * V(mu) / weight."""
         raise NotImplementedError
 
+    def log_variance(self, mu: Array) -> Array:
+        """log V(mu), where V itself may over- or underflow (means beyond 1e150)."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.variance(mu))  # type: ignore[no-any-return]
+
     def unit_deviance(self, y: Array, mu: Array) -> Array:
         """d(y, mu), the deviance contribution of one observation of unit weight."""
         raise NotImplementedError

@@ -249,6 +249,9 @@ class Gamma(Family):
     def variance(self, mu: Array) -> Array:
         return mu**2
 
+    def log_variance(self, mu: Array) -> Array:
+        return 2.0 * np.log(mu)
+
     def unit_deviance(self, y: Array, mu: Array) -> Array:
         # -2 (log(y/mu) - (y - mu)/mu)
         return 2.0 * kl_gamma(y, mu)
@@ -283,6 +286,9 @@ class InverseGaussian(Family):
 
     def variance(self, mu: Array) -> Array:
         return mu**3
+
+    def log_variance(self, mu: Array) -> Array:
+        return 3.0 * np.log(mu)
 
     def unit_deviance(self, y: Array, mu: Array) -> Array:
         return (y - mu) ** 2 / (y * mu**2)

@@ -40,6 +40,9 @@ class Tweedie(Family):
     def variance(self, mu: Array) -> Array:
         return mu**self.power
 
+    def log_variance(self, mu: Array) -> Array:
+        return self.power * np.log(mu)
+
     def unit_deviance(self, y: Array, mu: Array) -> Array:
         # statmod: 2 (y theta - kappa) with theta, kappa the canonical pieces at y1 = y + 0.1[y=0]
         p = self.power

@@ -110,9 +110,12 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
         newton = newton_trusted and newton_ok and pt.beta is not None
         try:
             eq = pending if pending is not None else ev.equations(pt, kept, newton=newton)
-        except _NUMERICAL:
+        except _NUMERICAL as err:
             if eq is None:
-                raise
+                raise ConvergenceError(
+                    f"the normal equations at the start could not be formed ({err}); "
+                    "supply start= coefficients or check the data"
+                ) from err
             return stop(pt, False, "stopped where the normal equations failed")
         pending = None
         if kept is None:

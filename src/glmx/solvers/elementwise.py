@@ -81,8 +81,12 @@ def working_weights_and_residuals(
         Wb, rb = W[lo:hi], r[lo:hi]
         # W = d (d / V): no overflow where d^2 and V overflow together (log link, mu
         # near 1e154 and beyond)
-        np.divide(d, fam.variance(m), out=Wb)
+        V = fam.variance(m)
+        np.divide(d, V, out=Wb)
         Wb *= d
+        odd = ~np.isfinite(V) | (V <= 0.0)
+        if odd.any():  # V over- or underflowed: W = exp(2 log|d| - log V)
+            Wb[odd] = np.exp(2.0 * np.log(np.abs(d[odd])) - fam.log_variance(m[odd]))
         if not inp.unit_weights:
             Wb *= wt[lo:hi]
         np.subtract(y[lo:hi], m, out=rb)

@@ -192,7 +192,7 @@ def factorize_on(G: Array, kept: NDArray[np.bool_]) -> Factorization | None:
         R = linalg.cholesky(Gs, lower=False, check_finite=False)
     except linalg.LinAlgError:
         return None
-    if np.min(np.diag(R)) ** 2 < RANK_TOL:
+    if idx.size and np.min(np.diag(R)) ** 2 < RANK_TOL:
         return None
     return Factorization(R, scale, kept.copy())
 
