@@ -79,6 +79,8 @@ def hc_vcov(fit: GLMResults, cov_type: str = "HC0") -> Array:
         with np.errstate(divide="ignore", invalid="ignore"):
             # HC2: u^2 / (1 - h);  HC3: u^2 / (1 - h)^2
             omega = omega / (1.0 - h) ** (1 if cov_type == "HC2" else 2)
+        # a hat value of 1 to rounding (R: exactly 1, then 0/0): not estimable
+        omega[h > 1.0 - np.sqrt(np.finfo(float).eps)] = np.nan
         omega[s.f == 0] = 0.0
     # M = sum_i f_i omega_i x_i x_i' over every column, then the kept block (NaN where a
     # hat value is 1, as R)

@@ -120,7 +120,7 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
         pending = None
         if kept is None:
             kept = eq.fac.kept  # aliasing is a property of X, found at the start
-        delta = eq.fac.solve(eq.rhs)
+        delta = eq.step if eq.step is not None else eq.fac.solve(eq.rhs)
         # the first step from mustart regresses z itself; later steps solve for the update
         beta_new = (0.0 if pt.beta is None else pt.beta) + delta
         beta_new[eq.fac.aliased] = 0.0
@@ -158,7 +158,8 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
             check = ev.equations(pt, kept)  # Fisher's, at the point reached
         except _NUMERICAL:
             return stop(pt, False, "stopped where the normal equations failed")
-        fisher_decrement = float(check.rhs @ check.fac.solve(check.rhs))
+        fisher_step = check.step if check.step is not None else check.fac.solve(check.rhs)
+        fisher_decrement = float(check.rhs @ fisher_step)
         if cert.small(fisher_decrement, pt.deviance, False):
             eq = check  # the covariance at the point reached
             return stop(pt, True)

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from glmx.design.matrix import DenseDesign
 from glmx.errors import ConvergenceError
+from glmx.solvers import qr
 from glmx.solvers.certify import Certifier
 from glmx.solvers.driver import Settings
 from glmx.solvers.elementwise import (
@@ -71,6 +72,8 @@ class Evaluator:
         self._W: Array | None = None
         self._r: Array | None = None
         self._W_obs: Array | None = None
+        self._qr: bool | None = None  # solve by a QR of sqrt(W) X (decided at the first step)
+        self._dense: Array | None = None
 
     @property
     def settings(self) -> Settings:
@@ -151,10 +154,16 @@ class Evaluator:
             self._W, self._r = np.empty_like(pt.eta), np.empty_like(pt.eta)
         assert self._r is not None
         W, r = working_weights_and_residuals(inp, pt.eta, pt.mu, out=(self._W, self._r))
+        if not float(np.max(W)) > 0.0:  # means where mu_eta vanishes everywhere: no step
+            raise FloatingPointError("every working weight is 0 (or not finite) here")
         if pt.beta is None:  # R's first step regresses z = eta - offset + r
             r += pt.eta
             if self.has_offset:
                 r -= inp.offset
+        if self._qr:
+            return self._qr_equations(W, r, kept)
+        first = self._qr is None
+        r_raw = r.copy() if first else r
         if newton and pt.beta is not None and kept is not None:
             if self._W_obs is None:
                 self._W_obs = np.empty_like(pt.eta)
@@ -164,11 +173,28 @@ class Evaluator:
                 return Equations(fac_obs, inp.X.rmatvec(r), W, True)
         r *= W  # c -> Wc, in place
         fac, rhs = normal_equations(inp.X, W, r)
+        if first:
+            n, p = inp.X.shape
+            own = getattr(inp.X, "factorize", None) is not None
+            self._qr = (
+                isinstance(fac, Factorization) and not own and n * p <= qr.MAX_ELEMENTS
+                and qr.needs_qr(fac)
+            )  # fmt: skip
+            if self._qr:
+                return self._qr_equations(W, r_raw, kept)
         if kept is not None and (fac.aliased & kept).any():
             # a column only looks aliased because extreme weights (fitted values at the
             # boundary) swamp the others: keep it and solve the ill-conditioned system
             return Equations(factorize_kept(inp.X.gram(W), kept), rhs, W, False)
         return Equations(fac, rhs, W, False)
+
+    def _qr_equations(self, W: Array, r: Array, kept: NDArray[np.bool_] | None) -> Equations:
+        """The step by a QR of the weighted design (glmx.solvers.qr): nearly collinear X."""
+        if self._dense is None:
+            X = self.inp.X
+            self._dense = X.X if isinstance(X, DenseDesign) else X.rows(np.arange(X.shape[0]))
+        fac, step, rhs = qr.weighted_qr(self._dense, W, r, qr.r_tolerance(self.inp.tol), kept)
+        return Equations(fac, rhs, W, False, step=step)
 
     def _observed_information(
         self, pt: Point, W: Array, kept: NDArray[np.bool_], out: Array

@@ -114,7 +114,7 @@ class IRLSResult:
 class Equations:
     """The normal equations of the step from a point: ``fac`` factors the curvature
     (Fisher's X'WX, or for a Newton step the observed information X'W_obs X), ``rhs`` is
-    X'Wc, ``W`` Fisher's working weights (R's, for the covariance; None for a streamed
+    X'Wc (``step``, when given, the step solved by a QR), ``W`` Fisher's working weights (R's, for the covariance; None for a streamed
     fit, which keeps no n-vector), ``newton`` whether ``fac`` is the observed information
     and ``at`` the point (a streamed fit's, whose pass holds the Grams)."""
 
@@ -123,3 +123,4 @@ class Equations:
     W: Array | None
     newton: bool
     at: Any = None
+    step: Array | None = None  # the step itself, when solved otherwise than by fac (QR)
