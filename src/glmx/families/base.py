@@ -66,6 +66,7 @@ class Family:
                         the scale of gaussian, Gamma and inverse gaussian).
     ``canonical_link``  the link for which Fisher scoring is Newton's method (None when
                         it depends on a parameter or the family has none).
+    ``concave_links``   other links with a log-likelihood concave in eta.
     """
 
     name: str = "family"
@@ -75,6 +76,14 @@ class Family:
     n_scale_params: int = 0
     is_quasi: bool = False
     canonical_link: str | None = None
+    # links besides the canonical one for which the log-likelihood is concave in eta
+    # (then a stationary point is the maximum, and IRLS needs no second start)
+    concave_links: tuple[str, ...] = ()
+
+    @property
+    def concave(self) -> bool:
+        """Whether the log-likelihood is concave in the coefficients for this link."""
+        return self.canonical or self.link.name in self.concave_links
 
     @property
     def canonical(self) -> bool:

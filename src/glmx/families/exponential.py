@@ -98,6 +98,7 @@ class Binomial(Family):
     name = "binomial"
     default_link = "logit"
     canonical_link = "logit"
+    concave_links = ("probit", "cloglog", "loglog", "log")  # log-concave cdfs; log(mu)
     allowed_links = ("logit", "probit", "cloglog", "cauchit", "log", "loglog")
     fixed_dispersion = True
     warn_noninteger = True  # R warns of non-integer successes for binomial, not quasi
@@ -181,6 +182,7 @@ class Poisson(Family):
     name = "poisson"
     default_link = "log"
     canonical_link = "log"
+    concave_links = ("identity", "sqrt")  # y log(eta) - eta, 2 y log(eta) - eta^2
     allowed_links = ("log", "identity", "sqrt")
     fixed_dispersion = True
     warn_noninteger = True
@@ -243,6 +245,7 @@ class Gamma(Family):
     name = "Gamma"
     default_link = "inverse"
     canonical_link = "inverse"
+    concave_links = ("log",)  # -y exp(-eta) - eta
     allowed_links = ("inverse", "identity", "log")
     n_scale_params = 1
 
@@ -281,6 +284,7 @@ class InverseGaussian(Family):
     name = "inverse.gaussian"
     default_link = "inverse_squared"
     canonical_link = "inverse_squared"
+    concave_links = ("inverse",)  # -(y eta - 1)^2 / y
     allowed_links = ("inverse_squared", "inverse", "identity", "log")
     n_scale_params = 1
 

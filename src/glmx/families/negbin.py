@@ -24,6 +24,7 @@ from glmx.families.links import Link
 class NegativeBinomial(Family):
     default_link = "log"
     allowed_links = ("log", "sqrt", "identity")
+    concave_links = ("log",)  # y eta - (y + theta) log(exp(eta) + theta)
     fixed_dispersion = True
 
     def __init__(self, theta: float | None = None, link: str | Link | None = None) -> None:

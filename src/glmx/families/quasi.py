@@ -64,6 +64,10 @@ class Quasi(Family):
         self.variance_name = variance
         self._base = _QUASI_VARIANCES[variance](link=self.link)
 
+    @property
+    def concave(self) -> bool:
+        return self._base.concave
+
     def variance(self, mu: Array) -> Array:
         return self._base.variance(mu)
 

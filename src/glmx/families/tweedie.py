@@ -34,6 +34,11 @@ class Tweedie(Family):
         super().__init__(link)
 
     @property
+    def concave(self) -> bool:
+        # with the log link, y mu^(1-p)/(1-p) - mu^(2-p)/(2-p) is concave in eta for 1 <= p <= 2
+        return self.link.name == "log" and 1.0 <= self.power <= 2.0
+
+    @property
     def name(self) -> str:  # type: ignore[override]
         return f"Tweedie(p={self.power:g})"
 

@@ -247,6 +247,9 @@ class PassEvaluator:
     def warm_start(self) -> Array | None:
         return None
 
+    def least_squares_start(self) -> Array | None:
+        return None
+
     def _pass(self, point: Point, start_mu: StartMu) -> Partials:
         sums = one_pass(self.rows, self.design, self.family, point, start_mu)
         self.passes += 1

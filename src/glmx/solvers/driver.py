@@ -61,6 +61,8 @@ class Problem(Protocol):
 
     def warm_start(self) -> Array | None: ...
 
+    def least_squares_start(self) -> Array | None: ...
+
     def equations(
         self, pt: Any, kept: NDArray[np.bool_] | None = None, newton: bool = False
     ) -> Equations: ...
@@ -246,6 +248,9 @@ def _restarts(ev: Problem, first: str) -> list[tuple[str, Callable[[], Any]]]:
     if first != "R's starting values":
         out.append(("R's starting values", lambda: _initial_point(ev, None)))
     out.append(("a damped start", lambda: _initial_point(ev, None, damped=True)))
+    least_squares = ev.least_squares_start()
+    if least_squares is not None:
+        out.append(("a least-squares start", lambda: _initial_point(ev, least_squares)))
     return out
 
 
@@ -293,7 +298,11 @@ def solve(ev: Problem) -> Run:
         failure: ConvergenceError | None = err
     else:
         failure = None
-    if inp.certify and (best is None or not _acceptable(best, inp.null_deviance)):
+    if inp.certify and best is not None and not inp.family.concave:
+        # a likelihood that is not concave in eta can have several local maxima: every
+        # start is tried, and the fit is certified only if none goes lower
+        best = _restarted(ev, ev.certifier(), best, first, None, every=True)
+    elif inp.certify and (best is None or not _acceptable(best, inp.null_deviance)):
         if best is not None and _still_descending(best, inp.null_deviance):
             # the likelihood rises towards a limit at infinity (separation) or slowly:
             # another start would follow the same path
@@ -321,10 +330,16 @@ def _still_descending(run: Run, null_deviance: float | None) -> bool:
 
 
 def _restarted(
-    ev: Problem, cert: Certifier, best: Run | None, first: str, failure: ConvergenceError | None
+    ev: Problem,
+    cert: Certifier,
+    best: Run | None,
+    first: str,
+    failure: ConvergenceError | None,
+    every: bool = False,
 ) -> Run:
-    """The best of ``best`` and the restarts (tried in order until one is certified);
-    warns when none is.  Re-raises ``failure`` when no start gave any fit."""
+    """The best of ``best`` and the restarts (tried in order until one is certified, or
+    all of them with ``every``); warns when the best is not certified or another start
+    went lower.  Re-raises ``failure`` when no start gave any fit."""
     inp = ev.settings
     tried = [first]
     kept = None if best is None else best.kept
@@ -345,15 +360,18 @@ def _restarted(
         lowest = min(lowest, run.point.deviance)
         if _better(run, best, inp.null_deviance):
             best = _detached(run)
-        if _acceptable(run, inp.null_deviance) and _lowest(run, lowest):
+        if not every and _acceptable(run, inp.null_deviance) and _lowest(run, lowest):
             return best  # type: ignore[return-value]
     if best is None:
         assert failure is not None
         raise failure
     if _acceptable(best, inp.null_deviance) and _lowest(best, lowest):
         return best
+    if best.converged and not _lowest(best, lowest):
+        reason = "reached a point that another start improves on"
+    else:
+        reason = best.reason or "ended worse than the null model"
     best.converged = False
-    reason = best.reason or "ended worse than the null model"
     _warn_not_converged(tried, reason, best.point.deviance, inp.null_deviance)
     return best
 

@@ -90,6 +90,20 @@ class Evaluator:
         """For a large fit, the estimates of a subsample fit (glmx.solvers.warmstart)."""
         return subsample_start(self.inp)
 
+    def least_squares_start(self) -> Array | None:
+        """The unweighted least-squares fit of g(mustart) - offset (another start for a
+        likelihood that is not concave), or None where g(mustart) is not finite."""
+        inp = self.inp
+        fam = inp.family
+        mustart = fam.starting_mu(inp.y, inp.weights) if inp.mustart is None else inp.mustart
+        with np.errstate(all="ignore"):
+            z = fam.link.link(mustart) - inp.offset
+        if not np.all(np.isfinite(z)):
+            return None
+        ones = np.broadcast_to(1.0, z.shape)
+        fac, rhs = normal_equations(inp.X, ones, z)
+        return fac.solve(rhs)
+
     def at_start(self, damped: bool = False) -> Point:
         """R's start, eta = g(mustart); ``damped``: mustart halfway to its weighted mean.
         Raises ConvergenceError when it gives invalid fitted values."""
