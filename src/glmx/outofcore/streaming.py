@@ -247,7 +247,7 @@ class PassEvaluator:
     def warm_start(self) -> Array | None:
         return None
 
-    def least_squares_start(self) -> Array | None:
+    def least_squares_start(self, mean: bool = False) -> Array | None:
         return None
 
     def _pass(self, point: Point, start_mu: StartMu) -> Partials:

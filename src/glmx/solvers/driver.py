@@ -13,6 +13,7 @@ import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,6 +42,9 @@ class Settings:
     start: Array | None = None
     null_start: Array | None = None  # the nested null model's coefficients (module irls)
     null_deviance: float | None = None
+    # try every start, not only until one is certified (a likelihood that is not concave
+    # in eta, on a problem small enough for it)
+    explore: bool = False
 
 
 class Problem(Protocol):
@@ -61,7 +65,7 @@ class Problem(Protocol):
 
     def warm_start(self) -> Array | None: ...
 
-    def least_squares_start(self) -> Array | None: ...
+    def least_squares_start(self, mean: bool = False) -> Array | None: ...
 
     def equations(
         self, pt: Any, kept: NDArray[np.bool_] | None = None, newton: bool = False
@@ -122,6 +126,16 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
         pending = None
         if kept is None:
             kept = eq.fac.kept  # aliasing is a property of X, found at the start
+        if pt.beta is not None and np.any(pt.beta[~kept] != 0.0):
+            # a start with values on aliased columns: they are 0 in every later point
+            beta0 = np.where(kept, pt.beta, 0.0)
+            pt = ev.at(beta0)
+            if not (pt.valid and np.isfinite(pt.deviance)):
+                raise ConvergenceError(
+                    "the start coefficients without their aliased columns give invalid "
+                    "fitted values; supply other starting values"
+                )
+            eq = ev.equations(pt, kept, newton=False)
         delta = eq.step if eq.step is not None else eq.fac.solve(eq.rhs)
         # the first step from mustart regresses z itself; later steps solve for the update
         beta_new = (0.0 if pt.beta is None else pt.beta) + delta
@@ -248,9 +262,30 @@ def _restarts(ev: Problem, first: str) -> list[tuple[str, Callable[[], Any]]]:
     if first != "R's starting values":
         out.append(("R's starting values", lambda: _initial_point(ev, None)))
     out.append(("a damped start", lambda: _initial_point(ev, None, damped=True)))
-    least_squares = ev.least_squares_start()
-    if least_squares is not None:
-        out.append(("a least-squares start", lambda: _initial_point(ev, least_squares)))
+    if not inp.family.concave:
+        for name, mean in (("a least-squares start", False), ("the mean's projection", True)):
+            beta = ev.least_squares_start(mean)
+            if beta is not None:
+                out.append((name, partial(_initial_point, ev, beta)))
+    return out
+
+
+# perturbations of the best estimate tried for a likelihood that is not concave: relative
+# scale, and a fixed seed so that a fit is reproducible
+_PERTURBATIONS = (0.3, 1.0)
+_SEED = 20261207
+
+
+def _perturbed(ev: Problem, best: Run) -> list[tuple[str, Callable[[], Any]]]:
+    """Starts around the best estimate (beta + s (|beta| + 0.1) N(0, 1) on kept columns)."""
+    beta = best.point.beta
+    if beta is None:
+        return []
+    rng = np.random.default_rng(_SEED)
+    out: list[tuple[str, Callable[[], Any]]] = []
+    for s in _PERTURBATIONS:
+        b = beta + best.kept * s * (np.abs(beta) + 0.1) * rng.standard_normal(beta.shape)
+        out.append((f"a perturbed start ({s:g})", partial(_initial_point, ev, b)))
     return out
 
 
@@ -298,7 +333,7 @@ def solve(ev: Problem) -> Run:
         failure: ConvergenceError | None = err
     else:
         failure = None
-    if inp.certify and best is not None and not inp.family.concave:
+    if inp.certify and best is not None and inp.explore:
         # a likelihood that is not concave in eta can have several local maxima: every
         # start is tried, and the fit is certified only if none goes lower
         best = _restarted(ev, ev.certifier(), best, first, None, every=True)
@@ -346,7 +381,10 @@ def _restarted(
     if best is not None:
         best = _detached(best)
     lowest = np.inf if best is None else best.point.deviance
-    for name, make_start in _restarts(ev, first):
+    starts = _restarts(ev, first)
+    if every and best is not None:
+        starts += _perturbed(ev, best)
+    for name, make_start in starts:
         try:
             with np.errstate(all="ignore"):
                 start = make_start()

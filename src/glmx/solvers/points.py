@@ -62,6 +62,11 @@ class Point:
         return Point(self.beta, self.eta.copy(), self.mu.copy(), self.deviance, self.valid)
 
 
+# a likelihood that is not concave is fitted from every start when n p is at most this
+# (larger fits restart only when the first run is not certified)
+EXPLORE_MAX_ELEMENTS = 2_000_000
+
+
 class Evaluator:
     """Evaluates points and their normal equations for one IRLS fit (see module doc)."""
 
@@ -78,9 +83,11 @@ class Evaluator:
     @property
     def settings(self) -> Settings:
         inp = self.inp
+        n, p = inp.X.shape
+        explore = not inp.family.concave and n * p <= EXPLORE_MAX_ELEMENTS
         return Settings(
             inp.family, inp.tol, inp.max_iter, inp.certify, inp.start, inp.null_start,
-            inp.null_deviance,
+            inp.null_deviance, explore,
         )  # fmt: skip
 
     def certifier(self) -> Certifier:
@@ -90,12 +97,16 @@ class Evaluator:
         """For a large fit, the estimates of a subsample fit (glmx.solvers.warmstart)."""
         return subsample_start(self.inp)
 
-    def least_squares_start(self) -> Array | None:
-        """The unweighted least-squares fit of g(mustart) - offset (another start for a
-        likelihood that is not concave), or None where g(mustart) is not finite."""
+    def least_squares_start(self, mean: bool = False) -> Array | None:
+        """The unweighted least-squares fit of g(mustart) - offset, or with ``mean`` of
+        g(weighted mean of y) - offset (other starts for a likelihood that is not
+        concave); None where the target is not finite."""
         inp = self.inp
         fam = inp.family
         mustart = fam.starting_mu(inp.y, inp.weights) if inp.mustart is None else inp.mustart
+        if mean:
+            wt = inp.total_weights
+            mustart = np.full_like(inp.y, float(np.sum(wt * mustart) / np.sum(wt)))
         with np.errstate(all="ignore"):
             z = fam.link.link(mustart) - inp.offset
         if not np.all(np.isfinite(z)):
