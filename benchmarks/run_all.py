@@ -5,8 +5,9 @@
     python benchmarks/run_all.py --preset smoke --output /tmp/smoke.md   # checks the harness
 
 Each comparison is its own script (bench_dense, bench_categorical, bench_sparse,
-bench_scaling), runnable alone with its own options; a preset is a set of those options,
-and ``--dense "--reps 5"`` etc. append options to one script's (the last value wins).
+bench_scaling, bench_glmm, bench_outofcore, bench_shapes), runnable alone with its own
+options; a preset is a set of those options, and ``--dense "--reps 5"`` etc. append options
+to one script's (the last value wins).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import bench_dense
 import bench_glmm
 import bench_outofcore
 import bench_scaling
+import bench_shapes
 import bench_sparse
 from benchlib import Result, machine_markdown
 
@@ -34,6 +36,7 @@ SECTIONS = {
     "scaling": ("Scaling in n and p, against the syrk floor", bench_scaling),
     "glmm": ("Mixed models: glmx.glmm against lme4::glmer", bench_glmm),
     "outofcore": ("Out of core: a GLM streamed from Parquet", bench_outofcore),
+    "shapes": ("More shapes against glum: first fit after import and warm", bench_shapes),
 }
 
 PRESETS: dict[str, dict[str, str]] = {
@@ -51,6 +54,7 @@ PRESETS: dict[str, dict[str, str]] = {
         "--n-for-p 100000 --reps 3",
         "glmm": "--reps 3 --single-rep-above 60",
         "outofcore": "--n 100000000",
+        "shapes": "--reps 3",
     },
     "smoke": {
         "dense": "--n 20000 --p 10 --reps 2",
@@ -59,13 +63,14 @@ PRESETS: dict[str, dict[str, str]] = {
         "scaling": "--n-values 10000,100000 --p-values 10,50 --n-for-p 20000 --reps 2",
         "glmm": "--n 20000 --groups 200 --reps 2",
         "outofcore": "--n 200000 --rows-per-file 50000 --chunk-rows 20000",
+        "shapes": "--scale 0.02 --reps 1",
     },
 }
 
 
 def targets_table(checks: list[tuple[str, bool | None, str]]) -> str:
     mark = {True: "yes", False: "**no**", None: "not measured"}
-    rows = ["| target (issues 4, 5, 7) | measured | met |", "| --- | --- | --- |"]
+    rows = ["| target (issues 4, 5, 7, 14) | measured | met |", "| --- | --- | --- |"]
     rows += [f"| {what} | {detail} | {mark[ok]} |" for what, ok, detail in checks]
     return "\n".join(rows)
 
