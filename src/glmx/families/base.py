@@ -79,6 +79,14 @@ class Family:
     # links besides the canonical one for which the log-likelihood is concave in eta
     # (then a stationary point is the maximum, and IRLS needs no second start)
     concave_links: tuple[str, ...] = ()
+    # links for which the working weights w mu_eta^2 / V are the prior weights times a
+    # constant, so X'WX does not change between IRLS steps
+    constant_weight_links: tuple[str, ...] = ()
+
+    @property
+    def constant_weights(self) -> bool:
+        """Whether X'WX is the same at every point (computed once by IRLS)."""
+        return self.link.name in self.constant_weight_links
 
     @property
     def concave(self) -> bool:

@@ -63,6 +63,7 @@ class Gaussian(Family):
     name = "gaussian"
     default_link = "identity"
     canonical_link = "identity"
+    constant_weight_links = ("identity",)  # W = w
     allowed_links = ("inverse", "log", "identity")
     n_scale_params = 1
 
@@ -183,6 +184,7 @@ class Poisson(Family):
     default_link = "log"
     canonical_link = "log"
     concave_links = ("identity", "sqrt")  # y log(eta) - eta, 2 y log(eta) - eta^2
+    constant_weight_links = ("sqrt",)  # W = w (2 eta)^2 / eta^2 = 4 w
     allowed_links = ("log", "identity", "sqrt")
     fixed_dispersion = True
     warn_noninteger = True
@@ -246,6 +248,7 @@ class Gamma(Family):
     default_link = "inverse"
     canonical_link = "inverse"
     concave_links = ("log",)  # -y exp(-eta) - eta
+    constant_weight_links = ("log",)  # W = w mu^2 / mu^2 = w
     allowed_links = ("inverse", "identity", "log")
     n_scale_params = 1
 

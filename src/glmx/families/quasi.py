@@ -68,6 +68,10 @@ class Quasi(Family):
     def concave(self) -> bool:
         return self._base.concave
 
+    @property
+    def constant_weights(self) -> bool:
+        return self._base.constant_weights
+
     def variance(self, mu: Array) -> Array:
         return self._base.variance(mu)
 

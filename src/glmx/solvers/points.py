@@ -79,6 +79,8 @@ class Evaluator:
         self._W_obs: Array | None = None
         self._qr: bool | None = None  # solve by a QR of sqrt(W) X (decided at the first step)
         self._dense: Array | None = None
+        # X'WX factored, for a family and link whose working weights never change
+        self._fixed: Factorization | EigenFactorization | None = None
 
     @property
     def settings(self) -> Settings:
@@ -165,8 +167,11 @@ class Evaluator:
 
     @property
     def newton_available(self) -> bool:
-        """Whether Newton steps differ from Fisher scoring (the link is not canonical)."""
-        return not self.inp.family.canonical
+        """Whether Newton steps are worth their Gram: the link is not canonical (else
+        Fisher scoring is Newton's method) and X'WX changes between steps (else Fisher's
+        steps, with X'WX factored once, cost a pass over X less each)."""
+        fam = self.inp.family
+        return not fam.canonical and not fam.constant_weights
 
     def equations(
         self, pt: Point, kept: NDArray[np.bool_] | None = None, newton: bool = False
@@ -187,6 +192,9 @@ class Evaluator:
                 r -= inp.offset
         if self._qr:
             return self._qr_equations(W, r, kept)
+        if self._fixed is not None:  # X'WX is the same at every point: only X'Wr
+            r *= W
+            return Equations(self._fixed, inp.X.rmatvec(r), W, False)
         first = self._qr is None
         r_raw = r.copy() if first else r
         if newton and pt.beta is not None and kept is not None:
@@ -211,6 +219,8 @@ class Evaluator:
             # a column only looks aliased because extreme weights (fitted values at the
             # boundary) swamp the others: keep it and solve the ill-conditioned system
             return Equations(factorize_kept(inp.X.gram(W), kept), rhs, W, False)
+        if inp.family.constant_weights and not self._qr:
+            self._fixed = fac
         return Equations(fac, rhs, W, False)
 
     def _qr_equations(self, W: Array, r: Array, kept: NDArray[np.bool_] | None) -> Equations:

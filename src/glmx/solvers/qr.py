@@ -33,9 +33,14 @@ def needs_qr(fac: Factorization) -> bool:
     return bool(fac.R.size) and float(np.min(np.diag(fac.R)) ** 2) < NEAR_ALIASED
 
 
+# below this a residual ratio is rounding of the QR itself (about 450 eps): an exact
+# dependency (a spline basis summing to the intercept) must not survive a tiny tol
+_RATIO_FLOOR = 1e-13
+
+
 def r_tolerance(tol: float) -> float:
-    """R's QR tolerance for glm.fit's epsilon (glmx's tol)."""
-    return min(1e-7, tol / 1000.0)
+    """R's QR tolerance for glm.fit's epsilon (glmx's tol), not below the rounding floor."""
+    return max(min(1e-7, tol / 1000.0), _RATIO_FLOOR)
 
 
 def weighted_qr(
@@ -54,7 +59,9 @@ def weighted_qr(
         cols = [j for j in range(p) if norms[j] > 0 and np.isfinite(norms[j])]
         while True:
             Q, R = linalg.qr(A[:, cols], mode="economic", check_finite=False)
-            ratio = np.abs(np.diag(R)) / norms[cols]
+            # columns past the n-th have no diagonal: dependent on the earlier ones
+            ratio = np.zeros(len(cols))
+            ratio[: min(R.shape)] = np.abs(np.diag(R)) / norms[cols][: min(R.shape)]
             small = np.flatnonzero(ratio < tol)
             if small.size == 0:
                 break
