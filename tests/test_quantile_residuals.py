@@ -61,7 +61,10 @@ def test_continuous_families_match_statmod(fits, name):
     ref = REF[name]
     expected = np.array(ref.get("qresid_w", ref["qresid"]), dtype=float)
     r = fits[name].residuals("quantile")
-    np.testing.assert_allclose(r, expected, rtol=1e-9, atol=1e-12)
+    # issue 14's 1e-8 for residuals: a residual near 0 (-9e-4, gamma_prior_weights row 27)
+    # moves by 6e-12 when the fit moves by 1e-11 (glmx agrees with itself at tol=1e-15 to
+    # 3e-11), below what R's pgamma/qnorm and scipy's agree to
+    np.testing.assert_allclose(r, expected, rtol=1e-8, atol=1e-12)
 
 
 def test_weighted_inverse_gaussian_differs_from_statmod_by_the_weights(fits):

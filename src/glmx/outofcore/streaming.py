@@ -234,6 +234,11 @@ class PassEvaluator:
     def newton_available(self) -> bool:
         return not self.family.canonical
 
+    @property
+    def fisher_is_cheap(self) -> bool:
+        # the in-memory fit's path (a pass costs the same either way)
+        return self.family.constant_weights
+
     def certifier(self) -> Certifier:
         if self.totals is None:
             self.totals = self._pass(Point(None), self.start_mu)

@@ -9,12 +9,12 @@ the deviance a full step would still gain.  By Cauchy-Schwarz every coefficient 
 at most sqrt(lambda^2 / phi) standard errors.  The fit stops after a step whose decrement
 was at most
 
-    tol * phi * (10 for a Newton step, 1e-5 for a Fisher step of a non-canonical link)
+    tol * phi * (10 for a Newton step, 1e-7 for a Fisher step of a non-canonical link)
 
-(1e-9 and 1e-15 of phi at the default tol).  A Newton step (Fisher scoring with the
+(1e-9 and 1e-17 of phi at the default tol).  A Newton step (Fisher scoring with the
 canonical link, or the observed information) converges quadratically: from 3e-5
 standard errors it lands within about 1e-9 of them.  A Fisher step with a non-canonical
-link converges linearly, so it must itself be below about 3e-8 standard errors.  The
+link converges linearly, so it must itself be below about 3e-9 standard errors.  The
 weights of the point a Newton step started from may then still differ from the optimum's
 by more than 1e-8; the driver recomputes the covariance at the point reached
 (:func:`glmx.solvers.driver.final_equations`).  The decrement needs no units: it is a
@@ -31,7 +31,7 @@ from glmx.solvers.state import IRLSInputs
 
 # the decrement allowed per unit of tol, after a Newton step and after a Fisher step
 _NEWTON_PER_TOL = 10.0
-_FISHER_PER_TOL = 1e-5
+_FISHER_PER_TOL = 1e-7
 # when no step lowers the deviance any more, the point still counts as the optimum (to
 # rounding) if its decrement is below this many dispersions (1e-4 standard errors)
 _NOISE_FLOOR = 1e-8

@@ -57,6 +57,9 @@ class Problem(Protocol):
     @property
     def newton_available(self) -> bool: ...
 
+    @property
+    def fisher_is_cheap(self) -> bool: ...
+
     def certifier(self) -> Certifier: ...
 
     def at(self, beta: Array) -> Any: ...
@@ -106,6 +109,9 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
     pending: Equations | None = None  # Fisher's equations at pt, already formed
     newton_ok = True  # the last step was taken whole (Newton near the optimum only)
     newton_trusted = ev.newton_available
+    # with a fixed X'WX, Fisher's steps are taken until they converge slowly (the
+    # decrement falls by less than 10x a step), then Newton's
+    fisher_first, last_decrement = ev.fisher_is_cheap, np.inf
 
     def stop(at: Any, converged: bool, reason: str = "") -> Run:
         assert eq is not None and kept is not None
@@ -113,7 +119,7 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
 
     n_iter = 0
     for n_iter in range(1, inp.max_iter + 1):  # noqa: B007 - the count is reported
-        newton = newton_trusted and newton_ok and pt.beta is not None
+        newton = newton_trusted and newton_ok and pt.beta is not None and not fisher_first
         try:
             eq = pending if pending is not None else ev.equations(pt, kept, newton=newton)
         except _NUMERICAL as err:
@@ -141,6 +147,9 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
         beta_new = (0.0 if pt.beta is None else pt.beta) + delta
         beta_new[eq.fac.aliased] = 0.0
         decrement = None if pt.beta is None else float(eq.rhs @ delta)
+        if decrement is not None and fisher_first and not eq.newton:
+            fisher_first = decrement < 0.1 * last_decrement
+            last_decrement = decrement
         try:
             new, halvings, hit_boundary = _step(ev, beta_new, pt)
         except _NUMERICAL:

@@ -167,11 +167,14 @@ class Evaluator:
 
     @property
     def newton_available(self) -> bool:
-        """Whether Newton steps are worth their Gram: the link is not canonical (else
-        Fisher scoring is Newton's method) and X'WX changes between steps (else Fisher's
-        steps, with X'WX factored once, cost a pass over X less each)."""
-        fam = self.inp.family
-        return not fam.canonical and not fam.constant_weights
+        """Whether Newton steps differ from Fisher scoring (the link is not canonical)."""
+        return not self.inp.family.canonical
+
+    @property
+    def fisher_is_cheap(self) -> bool:
+        """Whether Fisher's X'WX never changes (factored once): its steps cost a pass over X
+        less than Newton's, so they are taken while they converge fast."""
+        return self.inp.family.constant_weights
 
     def equations(
         self, pt: Point, kept: NDArray[np.bool_] | None = None, newton: bool = False
@@ -192,9 +195,6 @@ class Evaluator:
                 r -= inp.offset
         if self._qr:
             return self._qr_equations(W, r, kept)
-        if self._fixed is not None:  # X'WX is the same at every point: only X'Wr
-            r *= W
-            return Equations(self._fixed, inp.X.rmatvec(r), W, False)
         first = self._qr is None
         r_raw = r.copy() if first else r
         if newton and pt.beta is not None and kept is not None:
@@ -205,6 +205,8 @@ class Evaluator:
                 r *= W
                 return Equations(fac_obs, inp.X.rmatvec(r), W, True)
         r *= W  # c -> Wc, in place
+        if self._fixed is not None:  # X'WX is the same at every point: only X'Wr
+            return Equations(self._fixed, inp.X.rmatvec(r), W, False)
         fac, rhs = normal_equations(inp.X, W, r)
         if first:
             n, p = inp.X.shape
@@ -251,6 +253,8 @@ class Evaluator:
         """Fisher's X'WX factored at the point of ``eq`` (for a Newton step's covariance)."""
         if not eq.newton:
             return eq.fac
+        if self._fixed is not None:
+            return self._fixed
         assert eq.W is not None
         fac = factorize_design(self.inp.X, eq.W)
         if (fac.aliased & eq.fac.kept).any():
