@@ -1,18 +1,21 @@
-"""Streaming IRLS: R's ``glm.fit`` iteration with one pass over the chunks per step.
+"""Streamed IRLS: glmx's driver (:mod:`glmx.solvers.driver`) with one pass over the
+chunks per point.
 
 A pass at a point (coefficients beta, or R's ``mustart`` at the start) maps every chunk
 to its partial sums and adds them up (:class:`Partials`): the deviance, whether eta and
-mu are valid, and the next step's normal equations
+mu are valid, and the normal equations of a step from it
 
     X'WX  and  X'W r  (X'W z at the start, z = eta - offset + r),
-    W = w mu_eta^2 / V(mu),  r = (y - mu) / mu_eta.
+    W = w mu_eta^2 / V(mu),  r = (y - mu) / mu_eta,
 
+with, for a non-canonical link, the observed information X'W_obs X for Newton's step.
 So a step is: solve, then one pass at the new beta, which gives its deviance (accept or
-halve, as :mod:`glmx.solvers.irls`) and, if accepted, the next normal equations.  A
-halving costs one more pass.  No vector of length n is kept: memory is one chunk plus
-p x p.  :func:`chunk_partials` (one chunk to its sums) and the sum of Partials are the
-map and the reduction; a :class:`RowPasses` runs them, in a loop over chunks or as tasks
-over the partitions of a Dask DataFrame (:mod:`glmx.outofcore.daskbackend`).
+halve) and, if accepted, the next normal equations; the iteration, certificate and
+restarts are the in-memory fit's.  A halving costs one more pass.  No vector of length n
+is kept: memory is one chunk plus p x p.  :func:`chunk_partials` (one chunk to its sums)
+and the sum of Partials are the map and the reduction; a :class:`RowPasses` runs them, in
+a loop over chunks or as tasks over the partitions of a Dask DataFrame
+(:mod:`glmx.outofcore.daskbackend`).
 """
 
 from __future__ import annotations

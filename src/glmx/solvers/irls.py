@@ -17,7 +17,11 @@ last step (the score scaled by the information: free of the units of X and y), s
 coefficients have stopped moving.  A fit that stops short of that (iteration cap,
 exhausted halving, a failed factorization) or ends worse than the nested null model is
 restarted from the null model's coefficients, from R's ``mustart`` and from a damped
-start; the best fit is kept, and ``converged`` is True only for a certified one.
+start; a likelihood that is not concave in eta is fitted from every start (with
+least-squares starts and perturbations of the estimate) on problems up to 2e6 elements.
+The best fit is kept, and ``converged`` is True only for a certified one that no other
+start improves on.  The iteration, certificate and restarts live in
+:mod:`glmx.solvers.driver` (shared with streamed fits); this module is the in-memory fit.
 """
 
 from __future__ import annotations
