@@ -25,6 +25,9 @@ from glmx.solvers.certify import Certifier
 from glmx.solvers.state import Array, Equations, FitLog
 
 MAX_HALVINGS = 60
+# whole Newton steps in a row that meet R's criterion without a small decrement: the
+# estimates diverge (quadratic convergence would have certified them by then)
+DIVERGING_STEPS = 10
 
 # numerical failures inside a step (a singular or non-finite system); they end the run
 # from this start, and a restart is tried
@@ -112,6 +115,7 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
     # with a fixed X'WX, Fisher's steps are taken until they converge slowly (the
     # decrement falls by less than 10x a step), then Newton's
     fisher_first, last_decrement = ev.fisher_is_cheap, np.inf
+    flat = 0  # consecutive whole Newton steps with R's criterion met but no certificate
 
     def stop(at: Any, converged: bool, reason: str = "") -> Run:
         assert eq is not None and kept is not None
@@ -173,6 +177,14 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
             )
         )
         pt = new
+        # whole Newton-type steps that no longer change the deviance (R's criterion) but
+        # are not small: the estimates run off to infinity (separation, a maximum at the
+        # edge); after DIVERGING_STEPS of them the run stops, not converged
+        exact = eq.newton or inp.family.canonical
+        flat = flat + 1 if changed < inp.tol and halvings == 0 and exact and not proposed else 0
+        if flat >= DIVERGING_STEPS:
+            return stop(pt, False, "stopped where the estimates diverge (separation or an "
+                        "optimum at the edge of the parameter space)")  # fmt: skip
         if not proposed:
             continue
         if not eq.newton or not inp.certify:
@@ -370,7 +382,8 @@ def _still_descending(run: Run, null_deviance: float | None) -> bool:
     better than the null model."""
     halvings = run.log.halvings[-5:]
     better = null_deviance is None or run.point.deviance <= null_deviance
-    return run.n_iter >= 5 and better and run.reason.startswith("did not") and not any(halvings)
+    stalled = run.reason.startswith(("did not", "stopped where the estimates diverge"))
+    return run.n_iter >= 5 and better and stalled and not any(halvings)
 
 
 def _restarted(
