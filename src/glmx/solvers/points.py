@@ -36,6 +36,7 @@ from glmx.solvers.elementwise import (
 from glmx.solvers.linalg import (
     EigenFactorization,
     Factorization,
+    factorize,
     factorize_design,
     factorize_kept,
     factorize_on,
@@ -79,6 +80,8 @@ class Evaluator:
         self._W_obs: Array | None = None
         self._qr: bool | None = None  # solve by a QR of sqrt(W) X (decided at the first step)
         self._dense: Array | None = None
+        # the subsample's scaled X'WX, for the first step from a warm start
+        self._warm_information: Array | None = None
         # X'WX factored, for a family and link whose working weights never change
         self._fixed: Factorization | EigenFactorization | None = None
 
@@ -97,7 +100,11 @@ class Evaluator:
 
     def warm_start(self) -> Array | None:
         """For a large fit, the estimates of a subsample fit (glmx.solvers.warmstart)."""
-        return subsample_start(self.inp)
+        warm = subsample_start(self.inp)
+        if warm is None:
+            return None
+        coef, self._warm_information = warm
+        return coef
 
     def least_squares_start(self, mean: bool = False) -> Array | None:
         """The unweighted least-squares fit of g(mustart) - offset, or with ``mean`` of
@@ -195,6 +202,13 @@ class Evaluator:
                 r -= inp.offset
         if self._qr:
             return self._qr_equations(W, r, kept)
+        warm, self._warm_information = self._warm_information, None
+        if warm is not None and pt.beta is not None:
+            # the first step from a subsample's estimates, by the subsample's information:
+            # a quasi-Newton step for a pass over X (the estimates are a few standard
+            # errors off, so it lands about as close as a Newton step)
+            r *= W
+            return Equations(factorize(warm), inp.X.rmatvec(r), W, False)
         first = self._qr is None
         r_raw = r.copy() if first else r
         if newton and pt.beta is not None and kept is not None:

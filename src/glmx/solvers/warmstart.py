@@ -23,8 +23,11 @@ WARM_START_MIN_ROWS = 300_000
 SUBSAMPLE_ROWS = 100_000
 
 
-def subsample_start(inp: IRLSInputs) -> Array | None:
-    """Coefficients from a fit to a random subsample, or None when not worth it."""
+def subsample_start(inp: IRLSInputs) -> tuple[Array, Array | None] | None:
+    """Coefficients from a fit to a random subsample, and for a dense or sparse design
+    the subsample's information scaled to all rows (sum of weights / the subsample's),
+    X'WX ~ (W_total / W_sub) X_s'W_s X_s: the first step from the start solves with it,
+    a pass over X instead of a Gram.  None when not worth it."""
     n, p = inp.X.shape
     if n < WARM_START_MIN_ROWS or inp.start is not None or inp.mustart is not None:
         return None
@@ -62,7 +65,11 @@ def subsample_start(inp: IRLSInputs) -> Array | None:
         return None
     if not res.converged or res.aliased.any() or not np.all(np.isfinite(res.coef)):
         return None  # e.g. a level absent from the subsample: start as R does
-    return _refine_levels(inp, res.coef)
+    information: Array | None = None
+    if isinstance(inp.X, (DenseDesign, SparseDesign)):
+        ratio = float(np.sum(inp.total_weights)) / float(np.sum(sub.total_weights))
+        information = np.asarray(np.linalg.inv(res.cov_unscaled) * ratio, dtype=np.float64)
+    return _refine_levels(inp, res.coef), information
 
 
 def _refine_levels(inp: IRLSInputs, coef: Array) -> Array:
