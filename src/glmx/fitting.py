@@ -18,12 +18,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from glmx.design.formula import build_model_frame
-from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign, as_design
+from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign, as_design, ones_column
 from glmx.design.parallel import single_threaded_blas
 from glmx.design.scan import scan_dense
 from glmx.errors import (
     BoundaryWarning,
-    ConvergenceError,
     DataError,
     FamilyError,
     SeparationWarning,
@@ -37,6 +36,7 @@ from glmx.results.glm import GLMFit, GLMResults
 from glmx.solvers.elementwise import total_deviance
 from glmx.solvers.irls import irls
 from glmx.solvers.negbin import fit_negative_binomial
+from glmx.solvers.nullmodel import firth_null_deviance, null_model
 from glmx.solvers.separation import detect_separation
 from glmx.solvers.state import Array, IRLSInputs
 from glmx.vectors import constant, is_constant
@@ -255,7 +255,7 @@ def _call_text(
 
 
 def _has_ones_column(X: DesignMatrix) -> bool:
-    return _ones_column(X) is not None
+    return ones_column(X) is not None
 
 
 def _as_vector(v: Any, name: str, n: int | None = None) -> Array:
@@ -372,7 +372,7 @@ def _fit(
         theta_free = isinstance(fam, NegativeBinomial) and fam.estimate_theta
         if options.method == "irls" and not theta_free:
             # the nested null model, which the fit must not do worse than
-            null_dev, null_start = _null_model(inp, has_intercept)
+            null_dev, null_start = null_model(inp, has_intercept)
             inp = dataclasses.replace(inp, null_start=null_start, null_deviance=null_dev)
         theta_se = None
         if isinstance(fam, NegativeBinomial):
@@ -389,9 +389,9 @@ def _fit(
         plain = options.method == "irls" and not isinstance(fam, NegativeBinomial)
         deviance = res.deviance if plain else total_deviance(inp, res.mu)
         if options.method == "firth":
-            null_dev = _firth_null_deviance(inp)
+            null_dev = firth_null_deviance(inp)
         elif theta_free:
-            null_dev = _null_model(inp, has_intercept)[0]  # at the final theta
+            null_dev = null_model(inp, has_intercept)[0]  # at the final theta
         _check_boundary_fits(inp, res.mu, res.converged, res.aliased, options.method)
     caught = list({str(m.message): m for m in caught}.values())  # each message once
     for wmsg in caught:
@@ -409,89 +409,6 @@ def _fit(
         warnings=tuple(str(m.message) for m in caught),
     )  # fmt: skip
     return GLMResults(fit)
-
-
-def _null_model(inp: IRLSInputs, has_intercept: bool) -> tuple[float, Array | None]:
-    """R's null deviance: of the intercept-only model (refitted when there is an offset),
-    or of mu = g^{-1}(offset) without an intercept; and that nested model's coefficients
-    in the full design (None when not available), from which IRLS may restart.  A Firth
-    fit's null model is fitted by Firth too, as brglm2's (after the fit: see _fit)."""
-    fam = inp.family
-    n, p = inp.X.shape
-    if not has_intercept:
-        with np.errstate(all="ignore"):
-            mu0 = fam.link.inverse(inp.offset)
-            ok = fam.link.valid_eta(inp.offset) and fam.valid_mu(mu0)
-        return total_deviance(inp, mu0), (np.zeros(p) if ok else None)
-    column = _ones_column(inp.X)
-    if not np.any(inp.offset != 0):
-        wt = inp.total_weights
-        wtdmu = float(np.dot(wt, inp.y) / np.sum(wt))
-        deviance = total_deviance(inp, constant(n, wtdmu))
-        with np.errstate(all="ignore"):
-            b0 = float(fam.link.link(np.array([wtdmu]))[0])
-        ok = np.isfinite(b0) and fam.link.valid_eta(np.array([b0]))
-    else:
-        deviance, b0 = _intercept_only_fit(inp)
-        ok = np.isfinite(deviance)
-    if column is None or not ok:
-        return deviance, None
-    start = np.zeros(p)
-    start[column] = b0
-    return deviance, start
-
-
-def _intercept_only_fit(inp: IRLSInputs) -> tuple[float, float]:
-    """The intercept-only model with the offset (R refits it): the better of IRLS from
-    R's mustart and from the intercept g(weighted mean of y), since with a non-concave
-    link either can stall; its deviance and intercept."""
-    n = inp.y.shape[0]
-    ones = DenseDesign(np.ones((n, 1)), ["Intercept"])
-    wt = inp.total_weights
-    with np.errstate(all="ignore"):
-        b0 = inp.family.link.link(np.array([float(np.dot(wt, inp.y) / np.sum(wt))]))
-    starts = [None] + ([b0] if np.all(np.isfinite(b0)) else [])
-    best = (np.inf, np.nan)
-    for start in starts:
-        null_inp = dataclasses.replace(inp, X=ones, start=start, mustart=None)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                null = irls(null_inp)
-        except ConvergenceError:
-            continue
-        if null.deviance < best[0]:
-            best = (null.deviance, float(null.coef[0]))
-    if not np.isfinite(best[0]):
-        raise ConvergenceError(
-            "cannot fit the intercept-only model with the offset (R's null deviance); "
-            "check the offset and the link"
-        )
-    return best
-
-
-def _ones_column(X: DesignMatrix) -> int | None:
-    """The index of X's column of ones (the intercept), or None."""
-    n, _ = X.shape
-    if n == 0:
-        return None
-    probe = X.rows(np.arange(min(n, 64)))
-    for j in np.flatnonzero(np.all(probe == 1.0, axis=0)):
-        col = X.column(int(j)) if hasattr(X, "column") else None
-        if col is not None and np.min(col) == np.max(col) == 1.0:  # no n-long temporary
-            return int(j)
-    return None
-
-
-def _firth_null_deviance(inp: IRLSInputs) -> float:
-    """The null deviance of a Firth fit: the intercept-only model fitted by Firth."""
-    from glmx.solvers.firth import firth
-
-    ones = DenseDesign(np.ones((inp.y.shape[0], 1)), ["Intercept"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        null_mu = firth(dataclasses.replace(inp, X=ones, start=None, mustart=None)).mu
-    return total_deviance(inp, null_mu)
 
 
 def _check_boundary_fits(

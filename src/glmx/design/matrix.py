@@ -211,6 +211,25 @@ class SparseDesign:
         return self.X[:, j].toarray().ravel()
 
 
+def ones_column(X: DesignMatrix) -> int | None:
+    """The index of X's column of ones (the intercept), or None: candidates from the
+    first rows, each then checked on all rows (by its min and max: no n-long temporary)."""
+    n, p = X.shape
+    if n == 0:
+        return None
+    probe = X.rows(np.arange(min(n, 64)))
+    dense = None
+    for j in np.flatnonzero(np.all(probe == 1.0, axis=0)):
+        if hasattr(X, "column"):
+            col = X.column(int(j))
+        else:
+            dense = X.rows(np.arange(n)) if dense is None else dense
+            col = dense[:, j]
+        if np.min(col) == np.max(col) == 1.0:
+            return int(j)
+    return None
+
+
 def as_design(X: object, column_names: list[str] | None = None) -> DesignMatrix:
     """Wrap a numpy array, scipy.sparse matrix or an existing DesignMatrix."""
     if isinstance(X, (DenseDesign, SparseDesign)):

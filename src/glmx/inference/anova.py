@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign
+from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign, ones_column
 from glmx.errors import ConvergenceError, FamilyError, GlmxWarning
 from glmx.families.negbin import NegativeBinomial
 from glmx.inference.compare import check_comparable, estimated_theta
@@ -86,19 +86,10 @@ def model_terms(fit: GLMResults) -> tuple[tuple[int, ...], list[Term]]:
             elif cols:
                 terms.append(Term(str(term), cols, factors))
         return icpt, terms
-    ones = _ones_column(f.X) if f.has_intercept else None
+    ones = ones_column(f.X) if f.has_intercept else None
     icpt = () if ones is None else (ones,)
     terms = [Term(n, (j,), frozenset([n])) for j, n in enumerate(names) if j != ones]
     return icpt, terms
-
-
-def _ones_column(X: DesignMatrix) -> int | None:
-    dense = None if hasattr(X, "column") else X.rows(np.arange(X.shape[0]))
-    for j in range(X.shape[1]):
-        col = X.column(j) if dense is None else dense[:, j]  # type: ignore[attr-defined]
-        if np.all(col == 1.0):
-            return j
-    return None
 
 
 def columns_of(X: DesignMatrix, cols: list[int] | tuple[int, ...]) -> DesignMatrix:

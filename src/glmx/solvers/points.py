@@ -106,13 +106,18 @@ class Evaluator:
         coef, self._warm_information = warm
         return coef
 
+    def _mustart(self) -> Array:
+        """R's mustart: the given means, or the family's ``initialize`` expression."""
+        inp = self.inp
+        return inp.family.starting_mu(inp.y, inp.weights) if inp.mustart is None else inp.mustart
+
     def least_squares_start(self, mean: bool = False) -> Array | None:
         """The unweighted least-squares fit of g(mustart) - offset, or with ``mean`` of
         g(weighted mean of y) - offset (other starts for a likelihood that is not
         concave); None where the target is not finite."""
         inp = self.inp
         fam = inp.family
-        mustart = fam.starting_mu(inp.y, inp.weights) if inp.mustart is None else inp.mustart
+        mustart = self._mustart()
         if mean:
             wt = inp.total_weights
             mustart = np.full_like(inp.y, float(np.sum(wt * mustart) / np.sum(wt)))
@@ -129,7 +134,7 @@ class Evaluator:
         Raises ConvergenceError when it gives invalid fitted values."""
         inp = self.inp
         fam = inp.family
-        mustart = fam.starting_mu(inp.y, inp.weights) if inp.mustart is None else inp.mustart
+        mustart = self._mustart()
         if damped:
             wt = inp.total_weights
             mustart = (mustart + float(np.sum(wt * mustart) / np.sum(wt))) / 2.0
