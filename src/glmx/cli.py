@@ -33,15 +33,10 @@ import pandas as pd
 
 import glmx
 from glmx.errors import GlmxError
+from glmx.io import datafiles
+from glmx.io.datafiles import KNOWN_EXTENSIONS, file_kind
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
-
-# file extensions, longest first so that ".csv.gz" wins over ".gz"
-_CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".txt")
-_TSV = (".tsv", ".tsv.gz", ".tab")
-_PARQUET = (".parquet", ".pq")
-_ARROW = (".feather", ".arrow", ".ipc")
-KNOWN_EXTENSIONS = _CSV + _TSV + _PARQUET + _ARROW
 
 
 class CliError(Exception):
@@ -50,42 +45,22 @@ class CliError(Exception):
 
 # --- data files ---------------------------------------------------------------------------
 def _kind(path: str) -> str:
-    low = path.lower()
-    for kind, exts in (("csv", _CSV), ("tsv", _TSV), ("parquet", _PARQUET), ("arrow", _ARROW)):
-        if low.endswith(exts):
-            return kind
-    raise CliError(
-        f"cannot tell the format of {path!r} from its extension; use one of "
-        f"{', '.join(KNOWN_EXTENSIONS)} (or '-' for CSV on standard input)"
-    )
+    kind = file_kind(path)
+    if kind is None:
+        raise CliError(
+            f"cannot tell the format of {path!r} from its extension; use one of "
+            f"{', '.join(KNOWN_EXTENSIONS)} (or '-' for CSV on standard input)"
+        )
+    return kind
 
 
 def read_data(path: str, stdin: IO[str] | None = None) -> pd.DataFrame:
-    """A data frame from a CSV, TSV, Parquet or Arrow/Feather file, or CSV from stdin (``-``).
-
-    Arrow and Parquet tables go through glmx's own frame conversion, so their columns are
-    read exactly as ``glmx.glm`` reads a pyarrow Table."""
-    from pyarrow import ArrowException
-
-    from glmx.design.frames import to_pandas
-
+    """A data frame from a CSV, TSV, Parquet or Arrow/Feather file, or CSV from stdin (``-``):
+    :func:`glmx.io.datafiles.read_data`, whose errors are the command line's."""
     try:
-        if path == "-":
-            return pd.read_csv(stdin if stdin is not None else sys.stdin)
-        kind = _kind(path)
-        if kind in ("csv", "tsv"):
-            return pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
-        if kind == "parquet":
-            import pyarrow.parquet as pq
-
-            return to_pandas(pq.read_table(path))
-        import pyarrow.feather as feather
-
-        return to_pandas(feather.read_table(path))
-    except (OSError, ValueError, ArrowException) as exc:  # pandas' parser errors are ValueErrors
-        where = "standard input" if path == "-" else repr(path)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise CliError(f"cannot read {where}: {reason}") from exc
+        return datafiles.read_data(path, stdin)
+    except GlmxError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def write_data(df: pd.DataFrame, path: str | None) -> None:
