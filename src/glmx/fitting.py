@@ -60,7 +60,9 @@ def glm(
     """Fit a GLM from an R-style formula and a data frame (pandas, polars, pyarrow, dict),
     or a path to a Parquet file or directory, or a Dask DataFrame: those two are streamed
     in chunks (partitions) without loading them (``glmx.glm_chunked``; the result keeps
-    no rows, and computes its per-row outputs by a pass over the data when asked).
+    no rows, and computes its per-row outputs by a pass over the data when asked).  A
+    path ending in .csv, .tsv, .feather or .arrow (see ``glmx.io.datafiles``) is read
+    into memory, as the command line reads it.
 
     ``weights`` are R's prior weights (binomial: trials for a proportion response);
     ``freq_weights`` are case counts; ``offset`` is on the link scale (``offset(x)`` terms
@@ -69,8 +71,11 @@ def glm(
     bias-reduced likelihood; ``cov_type`` ("HC0".."HC3", "cluster" with ``cluster=``, a
     column or array of labels) makes ``vcov``, ``se`` and the tests robust.
     """
+    from glmx.io.datafiles import file_kind, read_data
     from glmx.outofcore.daskbackend import is_dask_dataframe
 
+    if isinstance(data, (str, os.PathLike)) and file_kind(data) in ("csv", "tsv", "arrow"):
+        data = read_data(data)  # as the command line reads it
     if isinstance(data, (str, os.PathLike)) or is_dask_dataframe(data):  # streamed
         return _fit_out_of_core(
             formula, data, family, link, weights, offset, tol, max_iter,

@@ -194,7 +194,7 @@ def chunk_data(plan: ModelPlan, chunk: Chunk, check: bool) -> ChunkData | None:
     """The chunk's model rows after R's na.omit (None when no row is left); ``check``
     validates the response, weights and design values, naming the chunk and row."""
     built = _fast_chunk(plan, chunk) if plan.fast is not None else _formula_chunk(plan, chunk)
-    if built is None:
+    if built is None or built[0].y.shape[0] == 0:
         return None
     data, rows = built
     if check:

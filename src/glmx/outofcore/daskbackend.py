@@ -33,8 +33,10 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from glmx.design.frames import to_pandas
+from glmx.errors import DataError
 from glmx.outofcore.chunkdesign import ChunkData, ModelPlan, chunk_data
 from glmx.outofcore.sources import Chunk, Survey, SurveyPart, finish_survey, survey_chunk
 from glmx.outofcore.streaming import S
@@ -69,10 +71,39 @@ class DaskSource:
         import dask
 
         parts = [
-            dask.delayed(_partition_survey)(part, list(columns))
-            for part in self.ddf[list(columns)].to_delayed()
+            dask.delayed(_partition_survey)(part, k, list(columns))
+            for k, part in enumerate(self.ddf[list(columns)].to_delayed())
         ]
-        return finish_survey(compute_sum(parts), columns)
+        try:
+            total = compute_sum(parts)
+        except KeyError as exc:  # Dask's column selection on a partition lacking one
+            lacking = self._lacking(columns)
+            if lacking is None:
+                raise
+            raise lacking from exc
+        return finish_survey(total, columns)
+
+    def _lacking(self, columns: Sequence[str]) -> DataError | None:
+        """The error naming the first partition that lacks model columns (None: none
+        does), from one more pass reading the partitions one by one (a partition Dask
+        cannot even read for a missing column, e.g. of a Parquet file, is named too)."""
+        import dask
+
+        for k, part in enumerate(self.ddf.to_delayed()):
+            try:
+                (present,) = dask.compute(dask.delayed(_column_names)(part))
+            except KeyError:
+                present = []
+            if not present:
+                return DataError(
+                    f"partition {k} of the Dask DataFrame cannot be read with the columns "
+                    f"{', '.join(map(repr, columns))} the model uses: one is missing from it "
+                    "(or from a file behind it); every partition must hold them"
+                )
+            absent = [c for c in columns if c not in present]
+            if absent:
+                return _lacking_columns(k, absent)
+        return None
 
     def passes(self, plan: ModelPlan) -> DaskPasses:
         return DaskPasses(self.ddf, plan)
@@ -211,15 +242,35 @@ def _block_rows(
     return np.empty(0) if value is None else value
 
 
+def _partition_frame(frame: Any, k: int, columns: list[str]) -> pd.DataFrame:
+    """The columns of partition k (a DataError names the partition lacking one)."""
+    df = to_pandas(frame)
+    absent = [c for c in columns if c not in df.columns]
+    if absent:
+        raise _lacking_columns(k, absent)
+    return df[columns]
+
+
+def _lacking_columns(k: int, absent: Sequence[str]) -> DataError:
+    return DataError(
+        f"partition {k} of the Dask DataFrame lacks the column(s) "
+        f"{', '.join(map(repr, absent))} the model uses; every partition must hold them"
+    )
+
+
+def _column_names(frame: Any) -> list[str]:
+    return [str(c) for c in frame.columns]
+
+
 def _partition_chunk(frame: Any, k: int, columns: list[str]) -> Chunk:
     """Partition k as a chunk (labelled for the errors, rows counted from 0 in it)."""
-    df = to_pandas(frame)[columns].reset_index(drop=True)
-    return Chunk(df, f"partition {k}", 0)
+    return Chunk(_partition_frame(frame, k, columns).reset_index(drop=True), f"partition {k}", 0)
 
 
-def _partition_survey(frame: Any, columns: list[str]) -> SurveyPart | None:
-    df = to_pandas(frame)[columns]
-    return survey_chunk(df, columns) if len(df) else None
+def _partition_survey(frame: Any, k: int, columns: list[str]) -> SurveyPart | None:
+    """The survey's part of partition k (None: an empty partition, skipped)."""
+    df = _partition_frame(frame, k, columns)
+    return survey_chunk(df, columns, f"partition {k}") if len(df) else None
 
 
 def _partition_value(

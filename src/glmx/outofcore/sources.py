@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -32,6 +32,14 @@ from numpy.typing import NDArray
 
 from glmx.design.frames import to_pandas
 from glmx.errors import DataError
+from glmx.outofcore.parquetfiles import (
+    absent_columns,
+    file_name,
+    lacking_columns,
+    read_errors,
+    unreadable_dataset,
+    unreadable_file,
+)
 
 T = TypeVar("T")
 
@@ -97,8 +105,11 @@ class ParquetSource:
             raise DataError(f"no Parquet file or directory at {str(path)!r}")
         self.path = Path(path)
         self.chunk_rows = chunk_rows
-        self._dataset = ds.dataset(str(path), format="parquet")
-        self._fragments = sorted(self._dataset.get_fragments(), key=lambda f: f.path)
+        try:
+            self._dataset = ds.dataset(str(path), format="parquet")
+            self._fragments = sorted(self._dataset.get_fragments(), key=lambda f: f.path)
+        except read_errors() as exc:
+            raise unreadable_dataset(self.path, exc) from exc
         if not self._fragments:
             raise DataError(f"{str(path)!r} holds no Parquet files")
 
@@ -110,14 +121,19 @@ class ParquetSource:
 
     def _chunks(self, columns: list[str]) -> Iterator[Chunk]:
         for fragment in self._fragments:
-            name = os.path.relpath(fragment.path, self.path) if self.path.is_dir() else None
-            label = f"file {name or self.path.name}"
+            label = f"file {file_name(self.path, fragment.path)}"
             row = 0
-            for batch in self._batches(fragment, columns):
-                if batch.num_rows == 0:
-                    continue
-                yield Chunk(batch=batch, label=label, first_row=row)
-                row += batch.num_rows
+            batches = self._batches(fragment, columns)
+            while True:
+                try:
+                    batch = next(batches, None)
+                except read_errors() as exc:
+                    raise unreadable_file(self.path, fragment.path, exc) from exc
+                if batch is None:
+                    break
+                if batch.num_rows:
+                    yield Chunk(batch=batch, label=label, first_row=row)
+                    row += batch.num_rows
 
     def _batches(self, fragment: Any, columns: list[str]) -> Iterator[Any]:
         """The file's record batches of the columns.  Read as a ParquetFile through a
@@ -130,6 +146,9 @@ class ParquetSource:
         import pyarrow.parquet as pq
 
         schema = fragment.physical_schema
+        absent = absent_columns(fragment, schema, columns)
+        if absent:
+            raise lacking_columns(self.path, fragment.path, absent)
         if set(columns) <= set(schema.names):
             # string columns as Arrow dictionaries: a factor's codes then come from its
             # few distinct values, not from a hash of every row's string
@@ -240,6 +259,8 @@ class SurveyPart:
     order: dict[str, list[Any]]  # categorical columns: their categories, in order
     example: pd.DataFrame | None
     n_chunks: int
+    # each column's kind of values ("numbers", "strings", "booleans") where first seen
+    kinds: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __add__(self, other: SurveyPart) -> SurveyPart:
         seen = {c: set(v) for c, v in self.seen.items()}
@@ -258,11 +279,49 @@ class SurveyPart:
             order,
             self.example if self.example is not None else other.example,
             self.n_chunks + other.n_chunks,
+            _same_kinds(self.kinds, other.kinds),
         )
 
 
-def survey_chunk(df: pd.DataFrame, columns: Sequence[str]) -> SurveyPart:
-    """One chunk's part of the first pass (the map)."""
+def _same_kinds(
+    first: dict[str, tuple[str, str]], later: dict[str, tuple[str, str]]
+) -> dict[str, tuple[str, str]]:
+    """The columns' kinds of values, the same in every chunk: integers and floats are
+    both numbers (read as floats), but a column of numbers in one chunk and strings in
+    another would be a number in some chunks and a factor in others."""
+    kinds = dict(first)
+    for c, (kind, where) in later.items():
+        seen, at = kinds.setdefault(c, (kind, where))
+        if seen != kind:
+            raise DataError(
+                f"column {c!r} holds {seen} in {at} but {kind} in {where}: give it one "
+                "type in every part of the data (numbers, or strings for a factor)"
+            )
+    return kinds
+
+
+def value_kind(col: pd.Series) -> str | None:
+    """The kind of a column's values in a chunk, for :func:`_same_kinds`: None when
+    every value is missing (no kind to compare)."""
+    values = col.dropna()
+    if not len(values):
+        return None
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return "booleans"
+    if not is_factor(values):
+        return "numbers"
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return "strings"  # a categorical's levels join the strings' (the survey's order)
+    inferred = pd.api.types.infer_dtype(values, skipna=True)
+    if inferred == "boolean":
+        return "booleans"
+    if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return "numbers"
+    return "strings"
+
+
+def survey_chunk(df: pd.DataFrame, columns: Sequence[str], label: str = "") -> SurveyPart:
+    """One chunk's part of the first pass (the map); ``label`` names the chunk."""
     na = df.isna()
     drop = np.asarray(na.any(axis=1))
     kept = df.loc[~drop]
@@ -283,10 +342,11 @@ def survey_chunk(df: pd.DataFrame, columns: Sequence[str]) -> SurveyPart:
         order=order,
         example=kept.iloc[:1] if len(kept) else None,
         n_chunks=1,
+        kinds={c: (k, label) for c in columns if (k := value_kind(df[c])) is not None},
     )
 
 
-def survey_batch(batch: Any, columns: Sequence[str]) -> SurveyPart:
+def survey_batch(batch: Any, columns: Sequence[str], label: str = "") -> SurveyPart:
     """:func:`survey_chunk` of a pyarrow record batch, without making a pandas frame when
     the columns are numbers and strings (others take the pandas route)."""
     import pyarrow as pa
@@ -295,7 +355,7 @@ def survey_batch(batch: Any, columns: Sequence[str]) -> SurveyPart:
     masks = {c: arrow_missing(batch.column(c)) for c in columns}
     kinds = {c: arrow_kind(batch.column(c).type) for c in columns}
     if any(kind is None for kind in kinds.values()):
-        return survey_chunk(to_pandas(pa.Table.from_batches([batch])), columns)
+        return survey_chunk(to_pandas(pa.Table.from_batches([batch])), columns, label)
     drop = np.zeros(batch.num_rows, dtype=bool)
     for mask in masks.values():
         drop |= mask
@@ -317,6 +377,11 @@ def survey_batch(batch: Any, columns: Sequence[str]) -> SurveyPart:
         order={},  # dictionary columns become strings (glmx's conversion of Arrow)
         example=example,
         n_chunks=1,
+        kinds={
+            c: ("numbers" if kinds[c] == "number" else "strings", label)
+            for c in columns
+            if not masks[c].all()
+        },
     )
 
 
@@ -374,9 +439,9 @@ def survey(source: ChunkSource, columns: Sequence[str]) -> Survey:
     total: SurveyPart | None = None
     for chunk in source.chunks(columns):
         if chunk.batch is not None:
-            part = survey_batch(chunk.batch, columns)
+            part = survey_batch(chunk.batch, columns, chunk.label)
         else:
-            part = survey_chunk(chunk.frame, columns)
+            part = survey_chunk(chunk.frame, columns, chunk.label)
         total = part if total is None else total + part
     return finish_survey(total, columns)
 
