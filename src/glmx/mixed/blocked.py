@@ -174,6 +174,8 @@ class BlockedFactor:
         RR = s.scale_columns(s.scale_columns(gram.RR, theta).T, theta)
         RR[np.arange(s.q2), np.arange(s.q2)] += 1.0
         S = RR - Cf.T @ Cf
+        if not np.all(np.isfinite(S)):
+            raise np.linalg.LinAlgError("the penalized system is not finite")
         na = S.shape[0] - 1  # all but the right-hand side
         self.n_coef = na - s.q2
         self.L22 = np.linalg.cholesky(S[:na, :na]) if na else np.zeros((0, 0))

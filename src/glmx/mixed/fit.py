@@ -22,10 +22,11 @@ from numpy.typing import NDArray
 
 from glmx.design.formula import TermState, new_design
 from glmx.design.frames import to_pandas
-from glmx.errors import DataError, FamilyError
+from glmx.errors import ConvergenceError, DataError, FamilyError
 from glmx.families import get_family
 from glmx.families.base import Family
 from glmx.mixed.blocked import BlockedFactor, Structure
+from glmx.mixed.checks import check_fitted, check_optimum
 from glmx.mixed.glmm import GeneralizedLinearMixedModel
 from glmx.mixed.lmm import LinearMixedModel
 from glmx.mixed.optimize import (
@@ -37,7 +38,7 @@ from glmx.mixed.optimize import (
 )
 from glmx.mixed.pirls import PirlsResult, RowModel
 from glmx.mixed.problem import HIDDEN as _HIDDEN
-from glmx.mixed.problem import Problem, build_problem, condvar_by_group, unsort, warn_checks
+from glmx.mixed.problem import Problem, build_problem, condvar_by_group, unsort
 from glmx.mixed.reterms import ReTerms, r_column_name
 
 Array = NDArray[np.float64]
@@ -129,8 +130,13 @@ def fit_mixed(
             f"a gaussian mixed model with the {fam.link.name} link is not available; "
             "use the identity link"
         )
-    if not isinstance(nagq, int | np.integer) or nagq < 0:
-        raise DataError(f"nagq must be a non-negative integer, got {nagq!r}")
+    if isinstance(nagq, bool) or not isinstance(nagq, int | np.integer) or nagq < 0:
+        raise DataError(f"nagq must be a non-negative integer, got {_show(nagq)}")
+    if nagq > MAX_NAGQ:
+        raise DataError(
+            f"nagq = {int(nagq)} is more quadrature points than glmx (and lme4) allow: "
+            f"use nagq between 1 and {MAX_NAGQ} (1 is the Laplace approximation)"
+        )
     control = dict(control or {})
     max_iter = int(control.pop("max_iter", 1000))
     if control:
@@ -140,11 +146,34 @@ def fit_mixed(
         _check_nagq(prob, int(nagq))
     theta0, beta0 = _start(start, prob)
     dense = prob.structure.q2 + prob.X.shape[1] + 1
-    with _single_threaded_blas(dense < _THREADED_BLAS_MIN):
-        if lmm:
-            reml = True if reml is None else bool(reml)
-            return _fit_lmm(formula, prob, fam, reml, theta0, progress, max_iter)
-        return _fit_glmm(formula, prob, fam, int(nagq), theta0, beta0, progress, max_iter)
+    # the engines test every value they use for finiteness: numpy's own floating-point
+    # warnings along the way (an overflow at a trial point) say nothing to a user
+    with _single_threaded_blas(dense < _THREADED_BLAS_MIN), np.errstate(all="ignore"):
+        try:
+            if lmm:
+                reml = True if reml is None else bool(reml)
+                fit = _fit_lmm(formula, prob, fam, reml, theta0, progress, max_iter)
+            else:
+                fit = _fit_glmm(formula, prob, fam, int(nagq), theta0, beta0, progress, max_iter)
+        except np.linalg.LinAlgError:
+            raise ConvergenceError(_NO_FIT) from None
+    if not (np.isfinite(fit.loglik) and np.all(np.isfinite(fit.coef.to_numpy()))):
+        raise ConvergenceError(_NO_FIT)
+    return fit
+
+
+_NO_FIT = (
+    "the mixed model could not be fitted: its likelihood is not finite at any point the "
+    "optimizer reached; check the response, weights and offset for extreme values"
+)
+
+
+MAX_NAGQ = 25  # lme4's cap on nAGQ: more nodes add nothing but rounding
+
+
+def _show(value: Any) -> str:
+    """A value as a user typed it: numpy scalars without their type's name."""
+    return repr(value.item()) if isinstance(value, np.generic) else repr(value)
 
 
 # below this size of the dense block, BLAS threads cost more than they save: numpy and
@@ -216,10 +245,20 @@ def _assemble(
     devfun: Callable[[Array], float],
     gradfun: Callable[[Array], Array] | None = None,
 ) -> MixedFit:
+    """The fit's record; ``gradient`` and ``hessian`` are over the parameters the optimizer
+    saw (fixed effects of X / x_scale), as are lme4's checks; the record keeps them, and the
+    deviance function, over the fixed effects of X itself."""
     s = prob.structure
     rt = s.reterms  # sorted rows: the same terms, levels and u layout as prob.reterms
     n, p = prob.X.shape
-    singular, messages = warn_checks(theta, rt.lower, gradient, hessian, rt.n_theta, opt.converged)
+    checks = check_optimum(theta, rt.lower, gradient, hessian, rt.n_theta, opt.converged)
+    edge = check_fitted(fam, prob.y, prob.pw, mu, prob.fixed_terms.response)
+    pscale = np.concatenate([np.ones(rt.n_theta), prob.x_scale])
+    if gradient is not None:
+        gradient = gradient * pscale[: gradient.size]
+    if hessian is not None:
+        k = hessian.shape[0]
+        hessian = hessian * np.outer(pscale[:k], pscale[:k])
     b = rt.b_from_u(theta, u)
     df = p + rt.n_theta + (1 if fam.name == "gaussian" else 0)
     loglik = -0.5 * m2ll
@@ -247,11 +286,11 @@ def _assemble(
         nobs=n,
         n_dropped=prob.n_dropped,
         n_groups=rt.n_groups,
-        singular=singular,
-        converged=opt.converged,
+        singular=checks.singular,
+        converged=checks.converged and edge.converged,
         n_iter=opt.n_iter,
         n_feval=n_feval,
-        warnings=tuple(messages),
+        warnings=checks.messages + edge.messages,
         y=unsort(prob.y, prob.order),
         prior_weights=unsort(prob.pw, prob.order),
         offset=unsort(prob.offset, prob.order),
@@ -282,11 +321,15 @@ def _fit_lmm(
     max_iter: int,
 ) -> MixedFit:
     rt = prob.structure.reterms
-    model = LinearMixedModel(prob.structure, prob.X, prob.y, prob.pw, prob.offset, reml=reml)
+    sc = prob.x_scale
+    model = LinearMixedModel(
+        prob.structure, prob.X_scaled, prob.y, prob.pw, prob.offset, reml=reml, x_scale=sc
+    )
     opt = minimize_bounded(model.deviance, theta0, rt.lower, progress=progress, max_iter=max_iter)
     est = model.estimates(opt.x)
     g, H = deriv12(model.deviance, est.theta, rt.lower)
-    eta = prob.X @ est.beta + prob.offset + prob.structure.Zt_u(est.theta, est.u)
+    beta = est.beta / sc
+    eta = prob.X @ beta + prob.offset + prob.structure.Zt_u(est.theta, est.u)
     return _assemble(
         formula,
         prob,
@@ -294,11 +337,11 @@ def _fit_lmm(
         reml=reml,
         nagq=1,
         theta=est.theta,
-        beta=est.beta,
+        beta=beta,
         u=est.u,
         sigma=est.sigma,
         factor=est.factor,
-        vcov=est.sigma**2 * est.factor.fixed_cov_unscaled(),
+        vcov=est.sigma**2 * est.factor.fixed_cov_unscaled() / np.outer(sc, sc),
         m2ll=est.objective,
         eta=eta,
         mu=eta,
@@ -322,12 +365,19 @@ def _fit_glmm(
 ) -> MixedFit:
     s = prob.structure
     rt = s.reterms
+    sc = prob.x_scale
+    Xs = prob.X_scaled
     rows = RowModel(fam, prob.y, prob.pw)
-    model = GeneralizedLinearMixedModel(s, prob.X, rows, prob.offset, nagq=max(nagq, 1))
+    model = GeneralizedLinearMixedModel(s, Xs, rows, prob.offset, nagq=max(nagq, 1))
     opt_res = model.fit(
-        theta0, rt.lower, beta0, progress=progress, max_iter=max_iter, stage0_only=nagq == 0
+        theta0,
+        rt.lower,
+        None if beta0 is None else beta0 * sc,
+        progress=progress,
+        max_iter=max_iter,
+        stage0_only=nagq == 0,
     )
-    theta, beta, res = opt_res.theta, opt_res.beta, opt_res.modes
+    theta, beta, res = opt_res.theta, opt_res.beta, opt_res.modes  # beta of X / x_scale
     x = np.concatenate([theta, beta])
     lo = np.concatenate([rt.lower, np.full(beta.size, -np.inf)])
     g: Array | None = None
@@ -342,8 +392,16 @@ def _fit_glmm(
     else:
         g, H = deriv12(model.deviance, x, lo)
     model.modes(theta, beta)  # leave the warm start at the optimum
-    vcov = _glmm_vcov(H, rt.n_theta, s, rows, prob, theta, res)
+    vcov = _glmm_vcov(H, rt.n_theta, s, rows, Xs, theta, res) / np.outer(sc, sc)
     opt = opt_res.stage1 if nagq > 0 else opt_res.stage0
+    pscale = np.concatenate([np.ones(rt.n_theta), sc])
+
+    def devfun(x: Array) -> float:
+        return model.deviance(np.asarray(x, dtype=float) * pscale)
+
+    def gradfun(x: Array) -> Array:
+        return model.gradient(np.asarray(x, dtype=float) * pscale) * pscale
+
     return _assemble(
         formula,
         prob,
@@ -351,7 +409,7 @@ def _fit_glmm(
         reml=False,
         nagq=nagq,
         theta=theta,
-        beta=beta,
+        beta=beta / sc,
         u=res.u,
         sigma=1.0,
         factor=res.factor,
@@ -363,8 +421,8 @@ def _fit_glmm(
         n_feval=opt_res.stage0.n_feval + opt_res.stage1.n_feval,
         gradient=g,
         hessian=H,
-        devfun=model.deviance,
-        gradfun=model.gradient if model.has_gradient else None,
+        devfun=devfun,
+        gradfun=gradfun if model.has_gradient else None,
     )
 
 
@@ -373,7 +431,7 @@ def _glmm_vcov(
     n_theta: int,
     s: Structure,
     rows: RowModel,
-    prob: Problem,
+    X: Array,
     theta: Array,
     res: PirlsResult,
 ) -> Array:
@@ -389,7 +447,7 @@ def _glmm_vcov(
     except np.linalg.LinAlgError:
         pass
     _, w, _ = rows.working(res.eta)
-    DT = np.vstack([prob.X.T, np.zeros(prob.X.shape[0])])
+    DT = np.vstack([X.T, np.zeros(X.shape[0])])
     return BlockedFactor(s, theta, s.gram(w, DT)).fixed_cov_unscaled()
 
 

@@ -50,14 +50,20 @@ class LinearMixedModel:
         weights: Array | None = None,
         offset: Array | None = None,
         reml: bool = True,
+        x_scale: Array | None = None,
     ) -> None:
+        """``x_scale``: X's columns were divided by it; the REML criterion's log|R_X|^2
+        is then that of the unscaled X (it gains 2 sum log x_scale)."""
         self.structure = structure
-        self.n, self.p = X.shape
+        n, self.p = X.shape
         self.reml = reml
-        w = np.ones(self.n) if weights is None else np.asarray(weights, dtype=float)
+        w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
         r = y - (offset if offset is not None else 0.0)
+        positive = w > 0  # a row of weight zero is no observation: it adds nothing
         self.gram = structure.gram(w, np.vstack([X.T, r]))
-        self.sum_log_w = float(np.sum(np.log(w)))
+        self.n = int(np.sum(positive))
+        self.sum_log_w = float(np.sum(np.log(w[positive])))
+        self.logdet_scale = 0.0 if x_scale is None else 2.0 * float(np.sum(np.log(x_scale)))
 
     def factor(self, theta: Array) -> BlockedFactor:
         return BlockedFactor(self.structure, np.asarray(theta, dtype=float), self.gram)
@@ -68,7 +74,7 @@ class LinearMixedModel:
             return float("inf")
         nu = self.n - self.p if self.reml else self.n
         dev = f.logdet_L + nu * (1.0 + np.log(2.0 * np.pi * f.r2 / nu)) - self.sum_log_w
-        return float(dev + (f.logdet_RX if self.reml else 0.0))
+        return float(dev + (f.logdet_RX + self.logdet_scale if self.reml else 0.0))
 
     def deviance(self, theta: Array) -> float:
         """The profiled deviance (or REML criterion) at theta: lme4's devfun."""

@@ -25,6 +25,7 @@ Progress = Callable[[int, float], None]
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance
 GRAD_TOL = 0.002  # lme4's check.conv.grad
 HESS_TOL = 1e-6  # lme4's check.conv.hess
+UNIDENTIFIABLE = "model is nearly unidentifiable"  # a warning that leaves `converged` as is
 
 
 @dataclass
@@ -289,7 +290,7 @@ def convergence_messages(
             )
         elif ev[0] / ev[-1] < HESS_TOL:
             out.append(
-                f"model is nearly unidentifiable: very large {what}Hessian eigenvalue ratio "
+                f"{UNIDENTIFIABLE}: very large {what}Hessian eigenvalue ratio "
                 f"({ev[-1] / max(ev[0], 1e-300):.3g})"
             )
     return out

@@ -29,6 +29,7 @@ from glmx.mixed.blocked import BlockedFactor, Structure
 Array = NDArray[np.float64]
 
 _CANONICAL = {("binomial", "logit"), ("poisson", "log")}
+_EPS = float(np.finfo(float).eps)
 
 
 class RowModel:
@@ -78,7 +79,8 @@ class RowModel:
             p = 1.0 / (1.0 + e)  # mu where eta >= 0, 1 - mu where eta < 0
             ep = e * p
             mu = np.where(eta >= 0, p, ep)
-            var = ep * p  # mu (1 - mu) = e / (1 + e)^2 on both sides
+            # mu (1 - mu) = e / (1 + e)^2 on both sides, not below R's floor for mu.eta
+            var = np.maximum(ep * p, _EPS)
             m2ll = np.nan
             if need_ll:  # log p = pw (y eta - softplus(eta)) + c
                 softplus = np.maximum(eta, 0.0) + np.log1p(e)
@@ -87,15 +89,18 @@ class RowModel:
         if self.canonical:  # poisson, log link
             mu = np.exp(np.minimum(eta, 700.0))
             m2ll = -2.0 * float(np.sum(pw * (y * eta - mu) + self.log_const)) if need_ll else 0.0
-            return RowState(m2ll, mu, pw * mu, (y - mu) / mu)
+            dmu = np.maximum(mu, _EPS)  # R's floor for the log link's mu.eta
+            return RowState(m2ll, mu, pw * dmu, (y - mu) / dmu)
         link = self.family.link
         mu = link.inverse(eta)
         dmu = link.mu_eta(eta)
         var = self.family.variance(mu)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             w = pw * dmu**2 / var
-            w = np.where(np.isfinite(w), w, 0.0)
             wres = (y - mu) / dmu
+            ok = np.isfinite(w) & np.isfinite(wres)
+            w = np.where(ok, w, 0.0)
+            wres = np.where(ok, wres, 0.0)
         m2ll = float(np.sum(self.minus2ll(eta))) if need_ll else 0.0
         return RowState(m2ll, mu, w, wres)
 

@@ -15,11 +15,12 @@ from numpy.typing import NDArray
 from glmx.design.formula import TermState, build_model_frame
 from glmx.design.frames import to_pandas
 from glmx.design.matrix import DenseDesign
-from glmx.errors import BoundaryWarning, ConvergenceWarning, DataError, DataWarning, FormulaError
+from glmx.errors import DataError, DataWarning, FormulaError
 from glmx.families.base import Family
 from glmx.mixed.blocked import BlockedFactor, Structure
 from glmx.mixed.reformula import parse_mixed_formula
 from glmx.mixed.reterms import ReTerms, build_reterms
+from glmx.solvers.qr import weighted_qr
 
 Array = NDArray[np.float64]
 
@@ -39,15 +40,24 @@ def _hidden_column(df: pd.DataFrame, spec: Any, name: str) -> Any:
 
 
 def _full_rank_columns(X: Array, names: list[str]) -> NDArray[np.intp]:
-    """Columns of X kept when it is rank deficient (lme4 drops the others)."""
-    if X.shape[1] == 0:
+    """Columns of X kept when it is rank deficient (lme4 drops the others, with a warning).
+
+    The decision is scale-free, as lme4's (which scales X before its QR): each column is
+    divided by its largest absolute value, then R's ``dqrdc2`` rule (the GLM's, in
+    :mod:`glmx.solvers.qr`) drops a column whose residual after the kept earlier columns
+    is below 1e-7 of its own norm.  An all-zero column is dropped too."""
+    p = X.shape[1]
+    if p == 0:
         return np.arange(0)
-    _, R, piv = sla.qr(X, mode="economic", pivoting=True)
-    d = np.abs(np.diag(R))
-    rank = int(np.sum(d > 1e-7 * d[0])) if d.size and d[0] > 0 else 0
-    keep = np.sort(piv[:rank])
-    if rank < X.shape[1]:
-        dropped = [names[j] for j in sorted(set(range(X.shape[1])) - set(keep))]
+    big = np.max(np.abs(X), axis=0)
+    if not np.all(np.isfinite(big)):
+        j = int(np.flatnonzero(~np.isfinite(big))[0])
+        raise DataError(f"fixed-effect column {names[j]!r} has infinite values")
+    Xs = X / _column_scale(X)
+    fac, _, _ = weighted_qr(Xs, np.ones(X.shape[0]), np.zeros(X.shape[0]), 1e-7, None)
+    keep = np.flatnonzero(fac.kept).astype(np.intp)
+    if keep.size < p:
+        dropped = [names[j] for j in range(p) if not fac.kept[j]]
         warnings.warn(
             f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
             f"column(s): {', '.join(dropped)}",
@@ -76,6 +86,51 @@ def _check_levels(rt: ReTerms, n: int, lmm: bool) -> None:
         )
 
 
+def _check_finite(values: Array, what: str) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{what} has {int(bad.sum())} infinite value(s), first at row {i}: {float(values[i])}"
+        )
+
+
+# a response beyond these magnitudes has a variance (its square) outside floating point
+_RESPONSE_RANGE = (1e-150, 1e150)
+
+
+def _check_lmm_response(r: Array, X: Array, w: Array, response: str) -> None:
+    """A linear mixed model needs a response the fixed effects do not fit exactly: at a
+    zero residual sum of squares the likelihood is unbounded (sigma -> 0).  Its magnitude
+    must leave room for its square."""
+    pos = w > 0
+    r, X, sw = r[pos], X[pos], np.sqrt(w[pos] / np.max(w[pos]))
+    big = float(np.max(np.abs(r)))
+    lo, hi = _RESPONSE_RANGE
+    if big > hi or 0 < big < lo:
+        raise DataError(
+            f"the response {response!r} reaches {big:.3g} in absolute value (less any "
+            f"offset): a linear mixed model needs a response between {lo:g} and {hi:g} in "
+            "size, whose variance fits in floating point; rescale it (say, in other units)"
+        )
+    if np.ptp(r) == 0 and (X.shape[1] > 0 or r[0] == 0):
+        raise DataError(
+            f"the response {response!r} is constant ({float(r[0]):g} in every row, less any "
+            "offset): a linear mixed model needs variation in the response"
+        )
+    A = X / _column_scale(X) * sw[:, None]
+    b = r / np.max(np.abs(r)) * sw
+    r_norm = float(np.linalg.norm(b))
+    if A.shape[1]:
+        coef, *_ = np.linalg.lstsq(A, b, rcond=None)
+        b = b - A @ coef
+    if np.linalg.norm(b) <= 1e-10 * r_norm:
+        raise DataError(
+            f"the fixed effects fit the response {response!r} exactly (no residual "
+            "variation): a linear mixed model cannot estimate the residual variance"
+        )
+
+
 @dataclass
 class Problem:
     """The model's arrays, rows sorted by the first term's levels (``order``)."""
@@ -91,6 +146,13 @@ class Problem:
     columns: list[str]
     n_dropped: int
     row_index: NDArray[np.intp]
+    x_scale: Array  # largest |value| of each column of X: the fit works on X / x_scale
+
+    @property
+    def X_scaled(self) -> Array:
+        """X with every column on the unit scale, so that the optimizer, PIRLS and the
+        convergence checks behave the same for a covariate in any unit."""
+        return self.X / self.x_scale
 
 
 def build_problem(
@@ -141,6 +203,8 @@ def build_problem(
             f"weights ({what}) must be finite and non-negative: {int(bad.sum())} value(s) "
             f"are not (first at row {i}: {float(pw[i])})"
         )
+    if not np.any(pw > 0):
+        raise DataError(f"every weight is zero in the {n} rows used: there is nothing to fit")
     family.check_response(frame.y, pw, name=frame.terms.response)
     reterms = build_reterms(parsed.terms, used)
     _check_levels(reterms, n, lmm)
@@ -149,8 +213,13 @@ def build_problem(
         [dataclasses.replace(t, codes=t.codes[order], X=t.X[order]) for t in reterms.terms]
     )
     off = np.zeros(n) if frame.offset is None else np.asarray(frame.offset, dtype=float)
+    y = np.asarray(frame.y, dtype=float)
+    _check_finite(y, f"the response {frame.terms.response!r}")
+    _check_finite(off, "the offset")
+    if lmm:
+        _check_lmm_response(y - off, X, pw, frame.terms.response)
     return Problem(
-        y=np.asarray(frame.y, dtype=float)[order],
+        y=y[order],
         X=X[order],
         pw=pw[order],
         offset=off[order],
@@ -161,7 +230,13 @@ def build_problem(
         columns=[names[j] for j in keep],
         n_dropped=int(re_na.sum()) + frame.n_dropped,
         row_index=positions[rows],
+        x_scale=_column_scale(X),
     )
+
+
+def _column_scale(X: Array) -> Array:
+    big = np.max(np.abs(X), axis=0, initial=0.0)
+    return np.where(big > 0, big, 1.0)
 
 
 def condvar_by_group(
@@ -182,35 +257,3 @@ def unsort(values: Array, order: NDArray[np.intp]) -> Array:
     out = np.empty_like(values)
     out[order] = values
     return out
-
-
-def warn_checks(
-    theta: Array,
-    lower: Array,
-    gradient: Array | None,
-    hessian: Array | None,
-    n_theta: int,
-    converged: bool,
-) -> tuple[bool, list[str]]:
-    """lme4's checkConv: singular fits warn (and skip the rest), else gradient/Hessian
-    (skipped when there are no derivatives, as for nagq = 0)."""
-    from glmx.mixed.optimize import CONVERGENCE_ADVICE, convergence_messages, is_singular
-
-    messages: list[str] = []
-    singular = is_singular(theta, lower)
-    if singular:
-        msg = (
-            "boundary (singular) fit: a random-effect variance is estimated as zero (or a "
-            "correlation as +-1); consider simplifying the random-effect structure"
-        )
-        warnings.warn(msg, BoundaryWarning, stacklevel=3)
-        messages.append(msg)
-    elif gradient is not None and hessian is not None:
-        for m in convergence_messages(gradient, hessian, n_theta):
-            warnings.warn(m + CONVERGENCE_ADVICE, ConvergenceWarning, stacklevel=3)
-            messages.append(m)
-    if not converged:
-        msg = "the optimizer stopped before convergence" + CONVERGENCE_ADVICE
-        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
-        messages.append(msg)
-    return singular, messages

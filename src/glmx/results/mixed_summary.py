@@ -140,7 +140,9 @@ class MixedSummary:
         lines = self._title() + self._criteria() + self._scaled_residuals()
         lines += self._random_effects() + self._fixed_effects() + self._correlation()
         if fit.singular:
-            lines += ["optimizer: boundary (singular) fit: see help('isSingular')"]
+            lines += [
+                "optimizer: boundary (singular) fit: see 'Singular fits' in docs/mixed-models.md"
+            ]
         for msg in fit.warnings:
             lines.append(f"Warning: {msg}")
         return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""Checks at a mixed model's optimum: lme4's ``checkConv`` and fitted values at the edge.
+
+Each check warns with a glmx warning, and the messages are kept on the fit.  ``converged``
+stays True only where the optimizer stopped on its criterion and the derivatives there
+describe a minimum: a large scaled gradient or a Hessian that is not positive definite
+makes it False.  A very large Hessian eigenvalue ratio warns, as lme4, without changing
+it.  Fitted probabilities (or Poisson means) numerically at the edge of their range mean
+infinite fixed-effect estimates: there is no maximum to certify, so ``converged`` is False,
+with a :class:`~glmx.errors.SeparationWarning` (a :class:`~glmx.errors.ConvergenceWarning`
+when every row is at the edge, as for a response that is 0 in every row).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from glmx.errors import BoundaryWarning, ConvergenceWarning, SeparationWarning
+from glmx.families.base import Family
+from glmx.mixed.optimize import (
+    CONVERGENCE_ADVICE,
+    UNIDENTIFIABLE,
+    convergence_messages,
+    is_singular,
+)
+
+Array = NDArray[np.float64]
+
+SINGULAR_MESSAGE = (
+    "boundary (singular) fit: a random-effect variance is estimated as zero (or a "
+    "correlation as +-1); consider simplifying the random-effect structure (see "
+    "'Singular fits' in docs/mixed-models.md)"
+)
+# R's glm.fit: a fitted probability within 10 eps of 0 or 1 is "numerically 0 or 1"
+_EDGE = 10.0 * float(np.finfo(float).eps)
+
+
+@dataclass(frozen=True)
+class Checks:
+    singular: bool
+    converged: bool
+    messages: tuple[str, ...]
+
+
+def check_optimum(
+    theta: Array,
+    lower: Array,
+    gradient: Array | None,
+    hessian: Array | None,
+    n_theta: int,
+    converged: bool,
+) -> Checks:
+    """lme4's checkConv: singular fits warn (and skip the rest), else gradient/Hessian
+    (skipped when there are no derivatives, as for nagq = 0)."""
+    messages: list[str] = []
+    singular = is_singular(theta, lower)
+    if singular:
+        warnings.warn(SINGULAR_MESSAGE, BoundaryWarning, stacklevel=4)
+        messages.append(SINGULAR_MESSAGE)
+    elif gradient is not None and hessian is not None:
+        if not (np.all(np.isfinite(gradient)) and np.all(np.isfinite(hessian))):
+            found = ["the deviance's derivatives at the optimum are not finite"]
+        else:
+            found = convergence_messages(gradient, hessian, n_theta)
+        for m in found:
+            warnings.warn(m + CONVERGENCE_ADVICE, ConvergenceWarning, stacklevel=4)
+            messages.append(m)
+            converged = converged and m.startswith(UNIDENTIFIABLE)
+    if not converged and not messages:
+        msg = "the optimizer stopped before convergence"
+        warnings.warn(msg + CONVERGENCE_ADVICE, ConvergenceWarning, stacklevel=4)
+        messages.append(msg)
+    return Checks(singular, converged, tuple(messages))
+
+
+def check_fitted(family: Family, y: Array, weights: Array, mu: Array, response: str) -> Checks:
+    """Fitted means numerically at the edge of their range (binomial 0 or 1, Poisson 0),
+    as R's glm.fit warns."""
+    pos = weights > 0
+    y, mu = y[pos], mu[pos]
+    if family.name == "binomial":
+        edge = ((mu < _EDGE) & (y == 0)) | ((mu > 1.0 - _EDGE) & (y == 1))
+    elif family.name == "poisson":
+        edge = (mu < _EDGE) & (y == 0)
+    else:
+        return Checks(False, True, ())
+    if not edge.any():
+        return Checks(False, True, ())
+    if edge.all():
+        what = (
+            f"is {float(y[0]):g} in every row"
+            if np.ptp(y) == 0
+            else "is fitted exactly in every row (by the offset or a separating predictor)"
+        )
+        msg = (
+            f"the response {response!r} {what}: the fixed-effect estimates are infinite "
+            "or undetermined, and the fit has not converged"
+        )
+        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+        return Checks(False, False, (msg,))
+    kind = "probabilities numerically 0 or 1" if family.name == "binomial" else "means 0"
+    msg = (
+        f"fitted {kind} in {int(edge.sum())} row(s) (separation): some fixed-effect "
+        "estimates are infinite, so the fit has not converged and their values and "
+        "standard errors are not meaningful; "
+        "consider dropping or merging the predictors that separate the response"
+    )
+    warnings.warn(msg, SeparationWarning, stacklevel=4)
+    return Checks(False, False, (msg,))
