@@ -33,7 +33,7 @@ from glmx.errors import ConvergenceError
 from glmx.families.base import Family
 from glmx.outofcore.chunkdesign import ChunkData
 from glmx.solvers.certify import Certifier
-from glmx.solvers.driver import Settings, final_equations, solve
+from glmx.solvers.driver import Run, Settings, final_equations, solve
 from glmx.solvers.elementwise import (
     fitted_and_deviance,
     observed_weights,
@@ -283,6 +283,10 @@ class PassEvaluator:
                 f"the {self.family.link.name} link"
             )
         return pt
+
+    def edge_fit(self, run: Run) -> Run | None:
+        """No constrained method over passes: a streamed fit stops where IRLS stops."""
+        return None
 
     def equations(
         self, pt: PassPoint, kept: np.ndarray | None = None, newton: bool = False

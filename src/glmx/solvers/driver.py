@@ -77,6 +77,8 @@ class Problem(Protocol):
         self, pt: Any, kept: NDArray[np.bool_] | None = None, newton: bool = False
     ) -> Equations: ...
 
+    def edge_fit(self, run: Run) -> Run | None: ...
+
 
 @dataclass
 class Run:
@@ -94,6 +96,7 @@ class Run:
     # the last step's decrement: when not negligible, the weights of the point it
     # started from are refreshed at the point it reached (see _result)
     stale: bool = False
+    at_edge: int = 0  # fitted values held at the edge of their range (module boundary)
 
 
 def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | None) -> Run:
@@ -341,7 +344,8 @@ def _acceptable(run: Run, null_deviance: float | None) -> bool:
 
 def solve(ev: Problem) -> Run:
     """IRLS from the first start, then the restarts when it is not certified (module
-    irls); warns when no run is, and at a boundary."""
+    irls), then the constrained method when the maximum may be on the edge of the valid
+    region (module boundary); warns when no run is certified, and at a boundary."""
     inp = ev.settings
     first = "R's starting values"
     best: Run | None = None
@@ -354,20 +358,42 @@ def solve(ev: Problem) -> Run:
         failure: ConvergenceError | None = err
     else:
         failure = None
+    tried, reason = [first], ""
     if inp.certify and best is not None and inp.explore:
         # a likelihood that is not concave in eta can have several local maxima: every
         # start is tried, and the fit is certified only if none goes lower
-        best = _restarted(ev, ev.certifier(), best, first, None, every=True)
+        best, tried, reason = _restarted(ev, ev.certifier(), best, first, None, every=True)
     elif inp.certify and (best is None or not _acceptable(best, inp.null_deviance)):
         if best is not None and _still_descending(best, inp.null_deviance):
             # the likelihood rises towards a limit at infinity (separation) or slowly:
             # another start would follow the same path
-            best.converged = False
-            _warn_not_converged([first], best.reason, best.point.deviance, inp.null_deviance)
+            best.converged, reason = False, best.reason
         else:
-            best = _restarted(ev, ev.certifier(), best, first, failure)
+            best, tried, reason = _restarted(ev, ev.certifier(), best, first, failure)
     assert best is not None
-    if best.boundary:
+    if reason and best.boundary:
+        edge = ev.edge_fit(best)
+        # a certified maximum at the margin kept from the edge may cost a deviance
+        # below R's criterion over a stalled point nearer the edge
+        if edge is not None and (
+            edge.point.deviance <= best.point.deviance
+            or (edge.converged and _lowest(edge, best.point.deviance))
+        ):
+            best = edge
+            tried.append("the constrained maximum at the edge")
+            reason = "" if edge.converged else edge.reason
+    if reason:
+        _warn_not_converged(tried, reason, best.point.deviance, inp.null_deviance)
+    if best.at_edge and best.converged:
+        warnings.warn(
+            f"the maximum of the likelihood is on the edge of the valid region: "
+            f"{best.at_edge} fitted value(s) at the bound of their range (R's glm stops "
+            "there with 'algorithm stopped at boundary value'); their standard errors "
+            "and those of the estimates they constrain are not reliable",
+            BoundaryWarning,
+            stacklevel=4,
+        )
+    elif best.boundary:
         warnings.warn(
             "IRLS stopped at a boundary value (steps were halved to keep the fitted values "
             "valid); the estimates may be on the edge of the parameter space",
@@ -393,10 +419,11 @@ def _restarted(
     first: str,
     failure: ConvergenceError | None,
     every: bool = False,
-) -> Run:
+) -> tuple[Run, list[str], str]:
     """The best of ``best`` and the restarts (tried in order until one is certified, or
-    all of them with ``every``); warns when the best is not certified or another start
-    went lower.  Re-raises ``failure`` when no start gave any fit."""
+    all of them with ``every``), the starts tried, and why the best is not certified
+    ("" when it is): not certified, or another start went lower.  Re-raises ``failure``
+    when no start gave any fit."""
     inp = ev.settings
     tried = [first]
     kept = None if best is None else best.kept
@@ -421,19 +448,18 @@ def _restarted(
         if _better(run, best, inp.null_deviance):
             best = _detached(run)
         if not every and _acceptable(run, inp.null_deviance) and _lowest(run, lowest):
-            return best  # type: ignore[return-value]
+            return best, tried, ""  # type: ignore[return-value]
     if best is None:
         assert failure is not None
         raise failure
     if _acceptable(best, inp.null_deviance) and _lowest(best, lowest):
-        return best
+        return best, tried, ""
     if best.converged and not _lowest(best, lowest):
         reason = "reached a point that another start improves on"
     else:
         reason = best.reason or "ended worse than the null model"
     best.converged = False
-    _warn_not_converged(tried, reason, best.point.deviance, inp.null_deviance)
-    return best
+    return best, tried, reason
 
 
 def _warn_not_converged(
@@ -446,5 +472,5 @@ def _warn_not_converged(
         "Supply start= coefficients, raise max_iter, try another link, or check the data "
         "(extreme or separated values)",
         ConvergenceWarning,
-        stacklevel=3,
+        stacklevel=5,
     )

@@ -26,8 +26,9 @@ from numpy.typing import NDArray
 from glmx.design.matrix import DenseDesign
 from glmx.errors import ConvergenceError
 from glmx.solvers import qr
+from glmx.solvers.boundary import fit_to_edge
 from glmx.solvers.certify import Certifier
-from glmx.solvers.driver import Settings
+from glmx.solvers.driver import Run, Settings
 from glmx.solvers.elementwise import (
     fitted_and_deviance,
     observed_weights,
@@ -267,6 +268,26 @@ class Evaluator:
             return fac if np.array_equal(fac.kept, kept) else None
         H = signed_gram(inp.X, W_obs)
         return None if H is None else factorize_on(H, kept)
+
+    def edge_fit(self, run: Run) -> Run | None:
+        """The constrained maximum when the likelihood's may be on the edge of the valid
+        region (glmx.solvers.boundary), from where ``run`` stopped; None where no edge
+        can hold it."""
+        cert = self.certifier()
+        beta = run.point.beta
+        if beta is None:
+            return None
+        fit = fit_to_edge(self.inp, beta, run.kept, lambda g, d: cert.small(g, d, True))
+        if fit is None:
+            return None
+        pt = self.at(fit.beta)
+        log = run.log
+        for dev in fit.deviances[1:]:
+            log.record(dev, 0)
+        reason = "" if fit.certified else "stopped short of the constrained maximum at the edge"
+        eq = self.equations(pt, run.kept)
+        return Run(pt, eq, run.n_iter + fit.n_iter, log, fit.certified, True, reason, run.kept,
+                   at_edge=fit.at_edge)  # fmt: skip
 
     def fisher(self, eq: Equations) -> Factorization | EigenFactorization:
         """Fisher's X'WX factored at the point of ``eq`` (for a Newton step's covariance)."""
