@@ -294,3 +294,56 @@ def test_unreadable_csv_path_is_a_data_error(tmp_path: Path) -> None:
         glmx.glm(FORMULA, bad, family="poisson")
     assert_glmx_message(info.value, "bad.csv")
     assert re.search(r"cannot read", str(info.value))
+
+
+def test_a_part_with_every_value_missing_says_nothing_of_the_column_type(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = make_frame(150, 19)
+    first, rest = df.iloc[:50].copy(), df.iloc[50:]
+    ref = glmx.glm(FORMULA, rest, family="poisson")
+    ref_rows = ref.nobs
+    # a Parquet file whose x is of Arrow's null type, or strings that are all null
+    for column in (pa.nulls(50), pa.nulls(50, pa.string())):
+        d = tmp_path / f"nulls-{column.type}"
+        d.mkdir()
+        table = pa.Table.from_pandas(first, preserve_index=False)
+        pq.write_table(table.set_column(0, "x", column), d / "a.parquet")
+        rest.to_parquet(d / "b.parquet", index=False)
+        fit = glmx.glm(FORMULA, d, family="poisson")
+        assert_same_fit_rows(fit, ref, ref_rows, 50)
+    # a Dask partition whose x is an object column of None
+    first["x"] = pd.Series([None] * 50, index=first.index, dtype=object)
+    fit = glmx.glm(FORMULA, dask_frame([first, rest], False), family="poisson")
+    assert_same_fit_rows(fit, ref, ref_rows, 50)
+
+
+def assert_same_fit_rows(fit: Any, ref: Any, nobs: int, extra_dropped: int) -> None:
+    assert list(fit.coef.index) == list(ref.coef.index)
+    assert rel(fit.coef, ref.coef) < RTOL and rel(fit.deviance, ref.deviance) < RTOL
+    assert fit.nobs == nobs and fit.n_dropped == ref.n_dropped + extra_dropped
+
+
+def test_factor_levels_sort_when_parts_mix_categorical_and_strings() -> None:
+    df = make_frame(150, 20)
+    first = df.iloc[:75].copy()
+    first["g"] = pd.Categorical(first["g"], categories=["c", "a", "b"])
+    ref = glmx.glm(FORMULA, df, family="poisson")  # plain strings: sorted levels
+    fit = glmx.glm(FORMULA, dask_frame([first, df.iloc[75:]], False), family="poisson")
+    assert_same_fit(fit, ref)
+    assert "g[T.b]" in fit.coef.index and "g[T.c]" in fit.coef.index
+
+
+@pytest.mark.parametrize("source", ["parquet", "dask"])
+def test_bad_values_in_streamed_errors_print_as_plain_numbers(tmp_path: Path, source: str) -> None:
+    df = make_frame(100, 21)
+    df.loc[7, "x"] = np.inf
+    df.loc[7, "log_t"] = 0.0
+    parts = cut(df, [50, 50])
+    data = parquet_dir(tmp_path, parts) if source == "parquet" else dask_frame(parts)
+    with pytest.raises(DataError) as info:
+        glmx.glm(FORMULA, data, family="poisson")
+    assert_glmx_message(info.value, "'x'", "row 7", ": inf")

@@ -262,12 +262,12 @@ def _check_chunk(
         bad = ~np.isfinite(v)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{what} is not finite at {chunk.where(rows[i])}: {v[i]!r}")
+            raise DataError(f"{what} is not finite at {chunk.where(rows[i])}: {float(v[i])!r}")
     if np.any(data.weights < 0):
         i = int(np.flatnonzero(data.weights < 0)[0])
         raise DataError(
             f"weights must be non-negative; {int((data.weights < 0).sum())} negative in "
-            f"{chunk.label}, first at {chunk.where(rows[i])}: {data.weights[i]!r}"
+            f"{chunk.label}, first at {chunk.where(rows[i])}: {float(data.weights[i])!r}"
         )
     values = data.X.data if sp.issparse(data.X) else data.X
     if not np.all(np.isfinite(values)):
@@ -276,7 +276,7 @@ def _check_chunk(
         i = int(np.flatnonzero(~np.isfinite(dense[:, j]))[0])
         raise DataError(
             f"design column {plan.column_names[j]!r} is not finite at "
-            f"{chunk.where(rows[i])}: {dense[i, j]!r}"
+            f"{chunk.where(rows[i])}: {float(dense[i, j])!r}"
         )
     fam = plan.family
     problem = fam.invalid_response(data.y, data.weights)

@@ -250,7 +250,9 @@ class Survey:
 class SurveyPart:
     """The first pass's sums over some chunks; ``+`` adds a later chunk's (the reduction:
     counts add, the factor values seen are united, a categorical's categories keep their
-    first-seen order and the example is the earliest complete row)."""
+    first-seen order (kept as the levels' order when no chunk holds the column as plain
+    strings, as pandas' concatenation would) and the example is the earliest complete
+    row).  A column whose values are all missing in a chunk adds no kind or level."""
 
     n_rows: int
     n_dropped: int
@@ -261,6 +263,8 @@ class SurveyPart:
     n_chunks: int
     # each column's kind of values ("numbers", "strings", "booleans") where first seen
     kinds: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # factor columns seen as plain values (not categorical) somewhere: sorted levels
+    plain: set[str] = field(default_factory=set)
 
     def __add__(self, other: SurveyPart) -> SurveyPart:
         seen = {c: set(v) for c, v in self.seen.items()}
@@ -280,6 +284,7 @@ class SurveyPart:
             self.example if self.example is not None else other.example,
             self.n_chunks + other.n_chunks,
             _same_kinds(self.kinds, other.kinds),
+            self.plain | other.plain,
         )
 
 
@@ -325,15 +330,19 @@ def survey_chunk(df: pd.DataFrame, columns: Sequence[str], label: str = "") -> S
     na = df.isna()
     drop = np.asarray(na.any(axis=1))
     kept = df.loc[~drop]
+    kinds = {c: k for c in columns if (k := value_kind(df[c])) is not None}
     seen: dict[str, set[Any]] = {}
     order: dict[str, list[Any]] = {}
-    for c in columns:
+    plain: set[str] = set()
+    for c in kinds:  # a column with no value here says nothing of its levels
         col = kept[c]
         if not is_factor(col):
             continue
         seen[c] = set(pd.unique(col.to_numpy(dtype=object)))
         if isinstance(col.dtype, pd.CategoricalDtype):
             order[c] = list(col.cat.categories)
+        else:
+            plain.add(c)
     return SurveyPart(
         n_rows=len(df),
         n_dropped=int(drop.sum()),
@@ -342,7 +351,8 @@ def survey_chunk(df: pd.DataFrame, columns: Sequence[str], label: str = "") -> S
         order=order,
         example=kept.iloc[:1] if len(kept) else None,
         n_chunks=1,
-        kinds={c: (k, label) for c in columns if (k := value_kind(df[c])) is not None},
+        kinds={c: (k, label) for c, k in kinds.items()},
+        plain=plain,
     )
 
 
@@ -363,7 +373,7 @@ def survey_batch(batch: Any, columns: Sequence[str], label: str = "") -> SurveyP
     seen = {
         c: set(pc.unique(batch.column(c).filter(keep)).to_pylist())
         for c in columns
-        if kinds[c] == "string"
+        if kinds[c] == "string" and not masks[c].all()
     }
     first = np.flatnonzero(~drop)[:1]
     example = (
@@ -382,6 +392,7 @@ def survey_batch(batch: Any, columns: Sequence[str], label: str = "") -> SurveyP
             for c in columns
             if not masks[c].all()
         },
+        plain=set(seen),
     )
 
 
@@ -425,7 +436,7 @@ def finish_survey(total: SurveyPart | None, columns: Sequence[str]) -> Survey:
         )
     levels = {
         c: [v for v in total.order[c] if v in values]
-        if c in total.order
+        if c in total.order and c not in total.plain
         else _sorted_levels(values, c)
         for c, values in total.seen.items()
     }
