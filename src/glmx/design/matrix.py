@@ -8,6 +8,7 @@ implement these; families, solvers and results never change for a new backend.
 
 from __future__ import annotations
 
+import sys
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -23,10 +24,14 @@ Array = NDArray[np.float64]
 _TARGET_BLOCK_BYTES = 1600 * 2**10
 # designs of at most this many columns form their Gram by the Numba kernel of
 # glmx.design.dense_gram (faster than syrk there; see its table) when it has at least
-# this many multiply-adds: below, syrk is as fast and a small fit does not load Numba
-# (about 0.3 s the first time in a process)
+# this many multiply-adds: below, syrk is as fast
 _NARROW_COLUMNS = 32
 _NARROW_MIN_PAIRS = 2_000_000
+# loading Numba costs about 0.3 s the first time in a process; the kernel saves about
+# half a syrk's time a Gram, so it loads Numba only for a Gram of this many multiply-adds
+# (a syrk of about 0.2 s: the fit's five or so Grams repay the load); once loaded, every
+# narrow Gram above _NARROW_MIN_PAIRS uses it
+_NARROW_LOAD_PAIRS = 500_000_000
 
 
 @runtime_checkable
@@ -101,13 +106,20 @@ class DenseDesign:
     def gram_rmatvec(self, w: Array, v: Array | None) -> tuple[Array, Array | None]:
         """X'WX and, in the same pass over X, X'v (None when v is None)."""
         n, p = self.shape
-        if p <= _NARROW_COLUMNS and n * p * (p + 1) // 2 >= _NARROW_MIN_PAIRS:
+        pairs = n * p * (p + 1) // 2
+        loaded = "glmx.design.dense_gram" in sys.modules
+        if p <= _NARROW_COLUMNS and pairs >= (_NARROW_MIN_PAIRS if loaded else _NARROW_LOAD_PAIRS):
             try:
                 from glmx.design.dense_gram import narrow_gram
             except ImportError:  # no Numba for this Python: the syrk below
                 pass
             else:
                 return narrow_gram(self.X, w, v)
+        if n and p > _NARROW_COLUMNS and float(np.min(w)) == float(np.max(w)):
+            # equal weights (gaussian, identity link): w X'X, one BLAS syrk over X
+            G = self.X.T @ self.X
+            G *= float(w[0])
+            return G, (None if v is None else self.rmatvec(v))
         if n <= self._block:
             G = self.X.T @ (self.X * w[:, None])
             return (G + G.T) / 2.0, (None if v is None else self.X.T @ v)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy import linalg
+from scipy.linalg import lapack
 
 Array = NDArray[np.float64]
 
@@ -61,9 +62,16 @@ class Factorization(_KeptColumns):
     def inverse(self) -> Array:
         """(X'WX)^{-1} on the kept columns (rank x rank)."""
         d = self.scale[self.kept]
-        rinv = linalg.solve_triangular(self.R, np.eye(self.R.shape[0]), lower=False)
-        inv = (rinv @ rinv.T) / np.outer(d, d)
-        return (inv + inv.T) / 2.0
+        # (R'R)^{-1} from the Cholesky factor (LAPACK potri; its upper triangle)
+        upper, info = lapack.dpotri(self.R, lower=0)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"potri failed (info {info})")
+        upper = np.triu(upper)
+        inv = upper + upper.T
+        inv.flat[:: inv.shape[0] + 1] *= 0.5  # the diagonal, counted twice
+        inv /= d[:, None]
+        inv /= d[None, :]
+        return inv
 
 
 @dataclass(frozen=True)
