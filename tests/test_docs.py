@@ -89,7 +89,9 @@ def check_families(ns: dict, tmp_path: Path) -> None:
     assert round(binary.coef["wt"], 2) == -4.02
     assert round(np.exp(binary.coef["wt"] / 10), 2) == 0.67
     assert round(binary.link_test().p_value, 2) == 0.80
-    # R: exp(confint(glm(Claims ~ District + Group + Age + offset(log(Holders)), poisson)))
+    # R: I <- MASS::Insurance; I$Group <- factor(I$Group, ordered = FALSE); the same for
+    # I$Age; exp(confint(glm(Claims ~ District + Group + Age + offset(log(Holders)),
+    # poisson, I))): Age>35 0.58 (0.51, 0.67), Group>2l 1.76
     rates = ns["rates"].set_index("term")
     assert rates.loc["Age[T.>35]", ["estimate", "conf_low", "conf_high"]].round(2).tolist() == [
         0.58,

@@ -202,7 +202,7 @@ def test_lowess_large_n_is_evaluated_on_a_grid():
 def test_coef_plot(insurance, tmp_path):
     path = tmp_path / "coef.png"
     fig = glmx.plot.coef(insurance, path=path)
-    assert path.exists() and png_size(path) == (650, 368)  # 0.34 in per row + 1.3 in
+    assert path.exists() and png_size(path) == (650, 436)  # 0.34 in per row (9) + 1.3 in
     (ax,) = fig.axes
     names = [t.get_text() for t in ax.get_yticklabels()]
     assert names == list(insurance.coef.index[1:])  # no intercept

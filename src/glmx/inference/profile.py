@@ -9,6 +9,11 @@ other coefficients refitted), and phi the dispersion of the full fit.  The inter
 solves z(b) = -/+ q with q the normal quantile, as MASS does (for estimated dispersion
 too); MASS interpolates a spline through profile points, glmx finds the roots.
 
+Where the profile levels off below the cut-off, the likelihood approaches its supremum as
+the coefficient goes to infinity (separation in a binomial model, a zero-count level in a
+Poisson one): that bound is -inf or +inf, with a warning, where R's spline gives NA.  A
+bound that cannot be computed (no valid constrained fit) is NaN.
+
 For a Firth fit (``method="firth"``, logit link) the intervals profile the penalized
 log-likelihood pl(beta) = l(beta) + 1/2 log|X'WX|, as logistf does: with beta_j held at b
 the other coefficients maximize pl, the penalty keeping the information matrix of the
@@ -27,7 +32,8 @@ import pandas as pd
 from scipy import optimize, stats
 
 from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign
-from glmx.errors import FamilyError, GlmxError
+from glmx.errors import FamilyError, GlmxError, GlmxWarning, SeparationWarning
+from glmx.families.exponential import Binomial
 from glmx.families.links import Logit
 from glmx.solvers.firth import firth_constrained, penalized_loglik
 from glmx.solvers.irls import irls
@@ -49,7 +55,8 @@ def _drop_column(X: DesignMatrix, j: int) -> tuple[DesignMatrix, np.ndarray]:
 
 
 def profile_confint(fit: GLMResults, level: float = 0.95) -> pd.DataFrame:
-    """Profile intervals for every non-aliased coefficient (NaN where a root is not found)."""
+    """Profile intervals for every non-aliased coefficient: +-inf where the profile never
+    reaches the cut-off, NaN where a bound cannot be computed."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     raw = fit._fit
@@ -90,7 +97,30 @@ def profile_confint(fit: GLMResults, level: float = 0.95) -> pd.DataFrame:
 
         for side, target in ((0, -q), (1, q)):
             out[j, side] = _root(z, bhat, se, target)
+    _warn_unbounded(fit, out, level)
     return pd.DataFrame(out, index=fit.coef.index, columns=["lower", "upper"])
+
+
+def _warn_unbounded(fit: GLMResults, out: np.ndarray, level: float) -> None:
+    """One warning naming the coefficients whose profile never reaches the cut-off."""
+    names = [str(n) for n, row in zip(fit.coef.index, out) if np.isinf(row).any()]
+    if not names:
+        return
+    listed = ", ".join(repr(n) for n in names)
+    msg = (
+        f"the profile likelihood of {listed} never reaches the {level:.0%} cut-off, so "
+        "the interval is unbounded (inf) on that side: the likelihood approaches its "
+        "maximum as the estimate goes to infinity"
+    )
+    if isinstance(fit._fit.family, Binomial):
+        warnings.warn(
+            f"{msg} (separation); glmx.glm(..., method='firth') gives finite estimates "
+            "and intervals",
+            SeparationWarning,
+            stacklevel=4,
+        )
+    else:
+        warnings.warn(f"{msg}; the data do not bound that coefficient", GlmxWarning, stacklevel=4)
 
 
 def _penalized_profile(
@@ -141,9 +171,13 @@ def _root(z, bhat: float, se: float, target: float) -> float:  # noqa: ANN001
 
     Steps out from the estimate, doubling, until z passes the target; where the
     constrained model has no valid fit (e.g. eta <= 0 for an inverse link) the step is
-    shortened instead.  NaN when the profile never reaches the target."""
+    shortened instead.  Each doubled step raises z^2 (the deviance) by about target^2 or
+    more on a likelihood that curves as its Wald approximation; two steps in a row that
+    raise it by less than ``_FLAT`` of that mean the profile has levelled off below the
+    target (the supremum lies at infinity): +-inf.  NaN when no bound can be computed."""
     direction = np.sign(target)
-    inner, step = bhat, abs(target) * se
+    inner, z_inner, step = bhat, 0.0, abs(target) * se
+    flat_steps = 0
     for _ in range(60):
         outer = inner + direction * step
         try:
@@ -160,6 +194,15 @@ def _root(z, bhat: float, se: float, target: float) -> float:  # noqa: ANN001
                 return float(optimize.brentq(lambda b: z(b) - target, lo, hi, xtol=tol))
             except (ValueError, GlmxError):
                 return float("nan")
-        inner = outer
+        rise = direction * (zo - z_inner) * abs(zo + z_inner)  # change of z^2 outwards
+        flat_steps = flat_steps + 1 if rise <= _FLAT * target**2 else 0
+        if flat_steps == 2:
+            return float(direction * np.inf)
+        inner, z_inner = outer, zo
         step *= 2.0
     return float("nan")
+
+
+# a step outwards raising the squared profile statistic by less than this fraction of
+# target^2 is flat: the Wald approximation predicts a rise of target^2 or more
+_FLAT = 1e-6
