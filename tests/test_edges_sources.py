@@ -214,12 +214,13 @@ def test_damaged_parquet_data_pages_are_named(tmp_path: Path) -> None:
         assert np.all(np.isfinite(fit.coef))
 
 
-def test_parquet_file_lacking_a_column_is_named(tmp_path: Path) -> None:
-    df = make_frame(120, 14)
-    parts = [df.iloc[:60], df.iloc[60:].drop(columns="g")]
+@pytest.mark.parametrize("lacking", [0, 1, 2])
+def test_parquet_file_lacking_a_column_is_named(tmp_path: Path, lacking: int) -> None:
+    parts = cut(make_frame(120, 14), [40, 40, 40])
+    parts[lacking] = parts[lacking].drop(columns="g")
     with pytest.raises(DataError) as info:
         glmx.glm(FORMULA, parquet_dir(tmp_path, parts), family="poisson")
-    assert_glmx_message(info.value, "'part-01.parquet'", "'g'")
+    assert_glmx_message(info.value, f"'part-{lacking:02d}.parquet'", "'g'")
 
 
 def test_dask_partition_lacking_a_column_is_named(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from glmx.outofcore.chunkdesign import ChunkData, ModelPlan, chunk_data, model_c
 from glmx.outofcore.daskbackend import DaskPasses, DaskSource, is_dask_dataframe
 from glmx.outofcore.finish import check_options, finish, full_design, r_mustart, reissue, saved_fit
 from glmx.outofcore.results import ChunkedGLM, RowValues
-from glmx.outofcore.sources import ChunkSource, as_source, survey
+from glmx.outofcore.sources import ChunkSource, ParquetSource, as_source, survey
 from glmx.outofcore.streaming import S, streaming_irls
 from glmx.progress import Progress
 from glmx.solvers.state import Array
@@ -64,6 +64,8 @@ def glm_chunked(
     src = DaskSource(source) if is_dask_dataframe(source) else as_source(source, chunk_rows)
     columns = model_columns(formula, weights, offset)
     absent = sorted(set(columns) - set(src.column_names()))
+    if absent and isinstance(src, ParquetSource):
+        src.check_absent(absent)
     if absent:
         raise FormulaError(
             f"formula {formula!r} (or weights/offset) names column(s) "

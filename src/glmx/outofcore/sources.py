@@ -116,6 +116,19 @@ class ParquetSource:
     def column_names(self) -> list[str]:
         return list(self._dataset.schema.names)
 
+    def check_absent(self, absent: Sequence[str]) -> None:
+        """Columns absent from the dataset's schema (its first file's): when another file
+        holds them, a DataError names the first file lacking them."""
+        try:
+            holders = [f for f in self._fragments if set(absent) & set(f.physical_schema.names)]
+        except read_errors():
+            return  # a file that cannot be read: the first pass names it
+        if holders:
+            first = self._fragments[0]
+            raise lacking_columns(
+                self.path, first.path, absent_columns(first, first.physical_schema, absent)
+            )
+
     def chunks(self, columns: Sequence[str]) -> Iterator[Chunk]:
         return read_ahead(self._chunks(list(columns)))
 
