@@ -14,7 +14,10 @@ kinds:
 Every chunk carries a label (file and rows, or chunk number and rows) for the errors.
 :func:`survey` is the first pass: rows, rows dropped for missing values (R's
 ``na.omit``) with the count per column, and the levels of every factor column (of a
-record batch without a pandas frame when its columns are numbers and strings).
+record batch without a pandas frame when its columns are numbers and strings); it
+refuses a column whose kind of values differs between chunks
+(:mod:`glmx.outofcore.columnkinds`).  Empty chunks are skipped; a file that cannot be
+read, or lacks a column, is named (:mod:`glmx.outofcore.parquetfiles`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from numpy.typing import NDArray
 
 from glmx.design.frames import to_pandas
 from glmx.errors import DataError
+from glmx.outofcore.columnkinds import is_factor, same_kinds, value_kind
 from glmx.outofcore.parquetfiles import (
     absent_columns,
     file_name,
@@ -240,11 +244,6 @@ def as_source(source: Any, chunk_rows: int) -> ChunkSource:
     return FrameSource(lambda: (frame.iloc[a : a + step] for a in range(0, len(frame), step)))
 
 
-def is_factor(col: pd.Series) -> bool:
-    """Whether formulaic treats the column as a factor (strings, categoricals, booleans)."""
-    return isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col)
-
-
 @dataclass(frozen=True)
 class Survey:
     """What the first pass learned: rows read, rows dropped for missing values (and per
@@ -296,46 +295,9 @@ class SurveyPart:
             order,
             self.example if self.example is not None else other.example,
             self.n_chunks + other.n_chunks,
-            _same_kinds(self.kinds, other.kinds),
+            same_kinds(self.kinds, other.kinds),
             self.plain | other.plain,
         )
-
-
-def _same_kinds(
-    first: dict[str, tuple[str, str]], later: dict[str, tuple[str, str]]
-) -> dict[str, tuple[str, str]]:
-    """The columns' kinds of values, the same in every chunk: integers and floats are
-    both numbers (read as floats), but a column of numbers in one chunk and strings in
-    another would be a number in some chunks and a factor in others."""
-    kinds = dict(first)
-    for c, (kind, where) in later.items():
-        seen, at = kinds.setdefault(c, (kind, where))
-        if seen != kind:
-            raise DataError(
-                f"column {c!r} holds {seen} in {at} but {kind} in {where}: give it one "
-                "type in every part of the data (numbers, or strings for a factor)"
-            )
-    return kinds
-
-
-def value_kind(col: pd.Series) -> str | None:
-    """The kind of a column's values in a chunk, for :func:`_same_kinds`: None when
-    every value is missing (no kind to compare)."""
-    values = col.dropna()
-    if not len(values):
-        return None
-    if pd.api.types.is_bool_dtype(values.dtype):
-        return "booleans"
-    if not is_factor(values):
-        return "numbers"
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return "strings"  # a categorical's levels join the strings' (the survey's order)
-    inferred = pd.api.types.infer_dtype(values, skipna=True)
-    if inferred == "boolean":
-        return "booleans"
-    if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
-        return "numbers"
-    return "strings"
 
 
 def survey_chunk(df: pd.DataFrame, columns: Sequence[str], label: str = "") -> SurveyPart:
