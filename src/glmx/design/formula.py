@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from glmx.design.categorical_terms import categorical_model_matrix
 from glmx.design.frames import to_pandas
 from glmx.design.matrix import DenseDesign, DesignMatrix
+from glmx.design.newdata import check_new_data, model_variables
 from glmx.errors import DataError, FormulaError
 
 Array = NDArray[np.float64]
@@ -370,23 +371,28 @@ def new_design(terms: TermState, newdata: Any, offset: Any = None) -> tuple[Any,
 
     Rows with missing values give NaN predictions (R's ``na.pass``)."""
     df = to_pandas(newdata)
+    variables = _spec_variables(terms) | model_variables(terms.model_spec)
+    df = check_new_data(terms.model_spec, df, variables, terms.formula)
     # rows with a missing value in a used column: built from a complete stand-in row,
     # then given a NaN offset, so that their prediction and its se are NaN (na.pass)
-    used = [c for c in df.columns if c in _spec_variables(terms)]
+    used = [c for c in df.columns if c in variables]
     missing = np.array(df[used].isna().any(axis=1)) if used else np.zeros(len(df), bool)
-    if missing.any() and not missing.all():
+    if missing.all() and len(df):
+        return np.full((len(df), len(terms.model_spec.column_names)), np.nan), np.full(
+            len(df), np.nan
+        )
+    if missing.any():
         df = df.copy()
-        first_ok = int(np.flatnonzero(~missing)[0])
-        df.loc[df.index[missing], used] = df.loc[[df.index[first_ok]], used].to_numpy()
+        cols = [df.columns.get_loc(c) for c in used]
+        stand_in = df.iloc[[int(np.flatnonzero(~missing)[0])], cols].to_numpy()
+        df.iloc[np.flatnonzero(missing), cols] = np.repeat(stand_in, missing.sum(), axis=0)
     try:
         with warnings.catch_warnings():
             # formulaic would turn a level the fit never saw into NaN; R refuses it
             warnings.simplefilter("error", DataMismatchWarning)
             mm = terms.model_spec.get_model_matrix(df, na_action="ignore", context=EXTRA_TRANSFORMS)
-    except DataMismatchWarning as exc:
-        raise DataError(
-            f"new data have factor levels the model was not fitted with: {exc}"
-        ) from None
+    except DataMismatchWarning:
+        raise DataError("new data have factor levels the model was not fitted with") from None
     except DataError:
         raise
     except FormulaicError as exc:

@@ -146,11 +146,13 @@ def decode_spec(design: Any, where: str, columns: list[str]) -> tuple[Any, set[s
     from formulaic.materializers.base import EncodedTermStructure
     from formulaic.materializers.types import EvaluatedFactor, ScopedFactor, ScopedTerm
     from formulaic.parser.types import Factor, Term
+    from formulaic.utils.variables import Variable
 
     where = f"{where}: design"
     r = Reader(design, where)
     kinds = tuple(k.value for k in Factor.Kind)
     factors: dict[str, Factor] = {}
+    reads: dict[str, set[Variable]] = {}  # each factor's data columns, as formulaic records
     variables: set[str] = set()
     terms = []
     for i, term in enumerate(r.seq("terms")):
@@ -160,7 +162,9 @@ def decode_spec(design: Any, where: str, columns: list[str]) -> tuple[Any, set[s
                 fr.string("expr"),
                 fr.choice("eval_method", ("python", "lookup", "literal")),
             )
-            variables |= _factor_variables(expr, method, fr.where)
+            names = _factor_variables(expr, method, fr.where)
+            variables |= names
+            reads[expr] = {Variable(n, roles=["value"], source="data") for n in names}
             factors.setdefault(
                 expr, Factor(expr, eval_method=method, kind=fr.choice("kind", kinds))
             )
@@ -181,7 +185,7 @@ def decode_spec(design: Any, where: str, columns: list[str]) -> tuple[Any, set[s
             ):
                 raise tr._bad("factors", "[expression, reduced] pairs of the terms' factors", pairs)
             scoped.append(ScopedTerm(
-                [ScopedFactor(EvaluatedFactor(factors[e], values=None), reduced=red) for e, red in pairs],
+                [ScopedFactor(EvaluatedFactor(factors[e], None, reads[e]), reduced=red) for e, red in pairs],
                 scale=decode_state(tr.get("scale"), tr.where),
             ))  # fmt: skip
         structure.append(EncodedTermStructure(terms[index], scoped, sr.strings("columns")))
@@ -197,7 +201,7 @@ def decode_spec(design: Any, where: str, columns: list[str]) -> tuple[Any, set[s
     try:
         spec = ModelSpec(
             formula=SimpleFormula(terms, _ordering="none"),
-            materializer=o.choice("materializer", ("pandas",)),
+            materializer=o.choice("materializer", ("pandas", "glmx")),  # glmx: R contrasts
             materializer_params={},
             ensure_full_rank=o.flag("ensure_full_rank"),
             na_action=o.choice("na_action", ("drop", "raise", "ignore")),

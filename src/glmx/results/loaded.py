@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from glmx.design.formula import TermState, new_design
 from glmx.design.frames import to_pandas
+from glmx.design.newdata import missing_columns_error
 from glmx.errors import DataError, GlmxError
 from glmx.families.base import Family
 from glmx.inference.wald import wald_confint
@@ -192,12 +193,9 @@ class LoadedGLM(EstimatesMixin):
                 )
             return X, off
         df = to_pandas(newdata)
-        missing = sorted(f.variables - {str(c) for c in df.columns})
+        missing = f.variables - {str(c) for c in df.columns}
         if missing:
-            raise DataError(
-                f"new data lack the column(s) {', '.join(map(repr, missing))} that the model "
-                f"reads (formula {f.formula!r})"
-            )
+            raise missing_columns_error(missing, f.formula)
         return new_design(f.terms, df, offset)
 
     # --- presentation -----------------------------------------------------------------
