@@ -267,9 +267,11 @@ class GLMResults(EstimatesMixin, DiagnosticsMixin):
         With ``se=True`` (or an interval) a DataFrame ``fit, se`` (and ``lower, upper``):
         standard errors by the delta method, se_response = |d mu/d eta| se_link; confidence
         intervals are computed on the link scale and mapped through the inverse link.
-        ``interval="prediction"`` bounds a new observation: quantiles of the fitted
-        distribution, with parameter uncertainty simulated (``n_sim`` draws, ``seed``;
-        ``weights`` are the new rows' binomial trials or precision weights, default 1).
+        ``interval="prediction"`` bounds a new observation: quantiles of the family's
+        distribution mixed over the estimates' uncertainty by Gauss-Hermite quadrature
+        (see :mod:`glmx.inference.prediction`; ``n_sim`` draws and ``seed`` serve tweedie
+        fits with 1 <= p < 2 only; ``weights`` are the new rows' binomial trials or
+        precision weights, default 1).
         """
         if type not in ("response", "link"):
             raise ValueError(f"type must be 'response' or 'link', got {type!r}")
@@ -299,8 +301,7 @@ class GLMResults(EstimatesMixin, DiagnosticsMixin):
         out = pd.DataFrame({"fit": fit})
         out["se"] = se_eta * np.abs(link.mu_eta(eta)) if type == "response" else se_eta
         if interval == "prediction":
-            # quantiles of the fitted distribution, with the estimates' uncertainty by
-            # simulation from their sampling distribution (seeded)
+            # quantiles of the predictive distribution (glmx.inference.prediction)
             from glmx.inference.prediction import prediction_interval
 
             lo, hi = prediction_interval(self, X, off, level, n_sim, seed, weights=weights)
