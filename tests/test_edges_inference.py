@@ -215,3 +215,170 @@ def test_poisson_level_with_only_zero_counts_has_minus_inf_lower_bound() -> None
     assert np.isfinite(ci.loc["g[T.c]", "upper"])
     assert np.isfinite(ci.drop(index="g[T.c]").to_numpy()).all()
     assert any("'g[T.c]'" in str(w.message) for w in caught)
+
+
+# --- negative binomial likelihood-ratio tables (MASS::anova.negbin) -----------------------
+def _nb(formula: str) -> glmx.GLMResults:
+    return glmx.glm(formula, load("quine"), family="negative_binomial")
+
+
+def test_negbin_anova_labels_the_statistic_lr_stat_and_reestimates_theta() -> None:
+    # R: library(MASS); a <- glm.nb(Days ~ Eth, quine); b <- glm.nb(Days ~ Eth + Sex, quine)
+    # c <- glm.nb(Days ~ Eth + Sex + Age + Lrn, quine); anova(c, a, b): rows sorted by
+    # residual df; theta 1.15716543588 1.17140970112 1.27489264581; 2 x log-lik.
+    # -1106.63380536 -1104.85464892 -1093.15101829; LR stat. 1.77915643891 11.70363063064;
+    # Pr(Chi) 0.1822529450021 0.0196967488743
+    small, mid, big = (
+        _nb("Days ~ Eth"),
+        _nb("Days ~ Eth + Sex"),
+        _nb("Days ~ Eth + Sex + Age + Lrn"),
+    )
+    tab = glmx.anova(big, small, mid)
+    assert list(tab.columns) == [
+        "formula",
+        "theta",
+        "resid_df",
+        "twologlik",
+        "test",
+        "df",
+        "lr_stat",
+        "p_value",
+    ]
+    assert "deviance" not in tab.columns and "resid_dev" not in tab.columns
+    assert list(tab["formula"]) == [
+        "Days ~ Eth",
+        "Days ~ Eth + Sex",
+        "Days ~ Eth + Sex + Age + Lrn",
+    ]
+    assert list(tab["test"]) == ["", "1 vs 2", "2 vs 3"]
+    np.testing.assert_allclose(
+        tab["theta"], [1.15716543588, 1.17140970112, 1.27489264581], rtol=1e-7
+    )
+    np.testing.assert_allclose(tab["resid_df"], [144, 143, 139])
+    np.testing.assert_allclose(
+        tab["twologlik"], [-1106.63380536, -1104.85464892, -1093.15101829], rtol=1e-10
+    )
+    np.testing.assert_allclose(tab["df"].iloc[1:], [1, 4])
+    np.testing.assert_allclose(tab["lr_stat"].iloc[1:], [1.77915643891, 11.70363063064], rtol=1e-7)
+    np.testing.assert_allclose(
+        tab["p_value"].iloc[1:], [0.1822529450021, 0.0196967488743], rtol=1e-6
+    )
+    assert "theta re-estimated" in tab.attrs["heading"]
+    # the same table whatever the order the models come in
+    pd.testing.assert_frame_equal(glmx.anova(small, mid, big), tab)
+    assert "p_value" not in glmx.anova(small, big, test="none").columns
+
+
+def test_negbin_sequential_anova_says_theta_is_held_fixed() -> None:
+    # R: anova(glm.nb(Days ~ Eth + Sex + Age + Lrn, quine)) warns "tests made without
+    # re-estimating 'theta'"; Deviance 13.2283 1.9299 9.6516 2.5250
+    fit = _nb("Days ~ Eth + Sex + Age + Lrn")
+    for call in (fit.anova, lambda: glmx.anova(fit)):
+        with pytest.warns(glmx.GlmxWarning, match="without re-estimating theta") as rec:
+            tab = call()
+        msg = str(rec[0].message)
+        assert "1.27489" in msg and "glmx.anova(fit1, fit2)" in msg and "np.float64" not in msg
+        np.testing.assert_allclose(
+            tab["deviance"].iloc[1:], [13.2283, 1.9299, 9.6516, 2.5250], atol=1e-4
+        )
+
+
+def test_negbin_with_fixed_theta_anova_is_an_ordinary_deviance_table() -> None:
+    q = load("quine")
+    fam = glmx.families.negative_binomial(theta=1.27)
+    a = glmx.glm("Days ~ Eth + Sex", q, family=fam)
+    b = glmx.glm("Days ~ Eth + Sex + Age + Lrn", q, family=fam)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tab = glmx.anova(a, b)
+        b.anova()
+    # with theta held, the deviance drop is the likelihood ratio statistic
+    assert tab["deviance"].iloc[1] == pytest.approx(2 * (b.loglik - a.loglik), rel=1e-9)
+
+
+# --- family and link names ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "canonical"),
+    [
+        ("Poisson", "poisson"),
+        (" poisson ", "poisson"),
+        ("negbin", "negative_binomial"),
+        ("nb", "negative_binomial"),
+        ("negative.binomial", "negative_binomial"),
+        ("logistic", "binomial"),
+        ("normal", "gaussian"),
+        ("inverse.gaussian", "inverse_gaussian"),
+        ("Gamma", "gamma"),
+    ],
+)
+def test_family_aliases_name_the_same_family(name: str, canonical: str) -> None:
+    fam = glmx.families.get_family(name)
+    assert fam == glmx.families.get_family(canonical)
+
+
+def test_every_family_alias_is_documented() -> None:
+    from pathlib import Path
+
+    from glmx.families import _ALIASES
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "families.md").read_text()
+    section = page[page.index("## Family and link names") :]
+    for alias in (*_ALIASES, "Poisson"):
+        assert f"`{alias}`" in section or f'"{alias}"' in section, alias
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [
+        ("possion", "poisson"),
+        ("Posson", "poisson"),
+        ("binomal", "binomial"),
+        ("bernoulli", "binomial"),
+        ("negbinomial", "negative_binomial"),
+        ("negative binomial", "negative_binomial"),
+        ("neg-binomial", "negative_binomial"),
+        ("gausian", "gaussian"),
+        ("gama", "gamma"),
+        ("inverse gaussian", "inverse_gaussian"),
+        ("quasi-poisson", "quasipoisson"),
+        ("tweedy", "tweedie"),
+    ],
+)
+def test_unknown_family_name_suggests_the_closest(typo: str, suggestion: str) -> None:
+    d = load("quine")
+    for fit in (glmx.glm, lambda f, d, family: glmx.glmm(f + " + (1 | Age)", d, family=family)):
+        with pytest.raises(glmx.FamilyError) as err:
+            fit("Days ~ Eth", d, family=typo)
+        msg = str(err.value)
+        assert f"unknown family {typo!r} (did you mean {suggestion!r}?); known families:" in msg
+        assert "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [
+        ("logt", "logit"),
+        ("Logit", "logit"),
+        ("probt", "probit"),
+        ("cloglgo", "cloglog"),
+        ("inverse_square", "inverse_squared"),
+        ("sqr", "sqrt"),
+        ("1/mu2", "inverse_squared"),
+    ],
+)
+def test_unknown_link_name_suggests_the_closest(typo: str, suggestion: str) -> None:
+    with pytest.raises(glmx.FamilyError) as err:
+        glmx.glm("am ~ wt", load("mtcars"), family="binomial", link=typo)
+    msg = str(err.value)
+    assert f"unknown link {typo!r} (did you mean {suggestion!r}?); known links:" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize(("kind", "name"), [("family", "zzz"), ("link", "xyz")])
+def test_unknown_name_without_a_close_one_lists_the_known_names(kind: str, name: str) -> None:
+    args = {"family": name} if kind == "family" else {"family": "binomial", "link": name}
+    with pytest.raises(glmx.FamilyError) as err:
+        glmx.glm("am ~ wt", load("mtcars"), **args)
+    msg = str(err.value)
+    assert f"unknown {kind} {name!r}; known" in msg and "did you mean" not in msg
+    assert "logit" in msg if kind == "link" else "negative_binomial" in msg

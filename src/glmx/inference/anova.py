@@ -1,8 +1,11 @@
 """Analysis of deviance: sequential (R's ``anova.glm``), single-term deletions
 (``drop1.glm``) and nested models (``anova.glmlist``), with R's tests.
 
-Sub-models are refitted by IRLS with the full model's family (a negative binomial keeps
-its theta, as ``MASS::anova.negbin``), prior and frequency weights and offset.  Tests
+Sub-models are refitted by IRLS with the full model's family, prior and frequency weights
+and offset.  A negative binomial sub-model keeps the full model's theta, as
+``MASS::anova.negbin`` for one model, with a warning saying so; nested negative binomial
+fits with estimated theta are compared, as ``anova.negbin`` does, by the likelihood
+ratio of the fits, each with its own maximum likelihood theta (``lr_stat``).  Tests
 (R's ``stat.anova``), with D the deviance drop on ``df`` degrees of freedom and phi the
 dispersion of the biggest model:
 
@@ -181,12 +184,26 @@ def _warn_f(fit: GLMResults) -> None:
     warnings.warn(msg, GlmxWarning, stacklevel=4)
 
 
+def _warn_theta_held(fit: GLMResults) -> None:
+    """Say that sub-models of a negative binomial fit keep its estimated theta, as
+    ``MASS::anova.negbin`` does for one model."""
+    if estimated_theta(fit):
+        warnings.warn(
+            "anova: tests made without re-estimating theta (every sub-model keeps the "
+            f"full model's theta = {float(fit.theta):.6g}, as MASS); glmx.anova(fit1, fit2) "
+            "compares negative binomial fits each with its own theta",
+            GlmxWarning,
+            stacklevel=4,
+        )
+
+
 def anova_sequential(fit: GLMResults, test: str | None = None) -> pd.DataFrame:
     """Sequential analysis of deviance, R's ``anova.glm``: the NULL model (intercept and
     offset) then each term added in formula order.  Columns ``df, deviance, resid_df,
     resid_dev`` and with a test ``p_value`` (``statistic`` for F, ``rao`` for Rao).
     The dispersion for the tests is the full model's (R's ``summary`` dispersion)."""
     test = resolve_test(fit, test)
+    _warn_theta_held(fit)
     f = fit._fit
     icpt, terms = model_terms(fit)
     nobs = fit.nobs
@@ -245,6 +262,9 @@ def drop1(fit: GLMResults, test: str | None = None) -> pd.DataFrame:
         Chisq: LRT = (D_drop - D) / phi   (gaussian: n log(D_drop / D))
         F:     ((D_drop - D) / df) / (D / df_resid)   on (df, df_resid)
         Rao:   score statistic / phi
+
+    A negative binomial fit's sub-models keep its theta, as R's ``drop1`` (MASS's
+    ``dropterm`` does the same).
     """
     test = resolve_test(fit, test)
     f = fit._fit
@@ -303,29 +323,20 @@ def anova_models(*fits: GLMResults, test: str | None = None) -> pd.DataFrame:
     dispersion of the biggest model on its residual df.  The models must be nested and
     fitted to the same rows, response, weights, offset, family and link.
 
-    Negative binomial fits with estimated theta are compared as ``MASS::anova.negbin``:
-    ``deviance`` holds the likelihood ratio statistic 2 (loglik_i - loglik_{i-1}),
-    ``theta`` each model's theta, and the test is Chisq only."""
+    Negative binomial fits with estimated theta are compared as ``MASS::anova.negbin``
+    (see :func:`anova_negbin`)."""
     if len(fits) == 1:
         return anova_sequential(fits[0], test)
     check_comparable(fits, nested=True)
     test = resolve_test(fits[0], test)
+    if estimated_theta(fits[0]):
+        return anova_negbin(fits, test)
     rdf = np.array([float(m.df_resid) for m in fits])
     rdev = np.array([m.deviance for m in fits])
     table = pd.DataFrame(
         {"resid_df": rdf, "resid_dev": rdev, "df": np.r_[np.nan, -np.diff(rdf)]},
         index=pd.RangeIndex(1, len(fits) + 1, name="model"),
     )
-    if estimated_theta(fits[0]):
-        if test not in ("Chisq", None):
-            raise FamilyError(
-                "negative binomial models with estimated theta are compared by likelihood "
-                f"ratio tests only (test='Chisq'), not {test!r}"
-            )
-        twologlik = np.array([2.0 * m.loglik for m in fits])
-        table["deviance"] = np.r_[np.nan, np.diff(twologlik)]  # the LR statistic
-        table["theta"] = [m.theta for m in fits]
-        return stat_anova(table, test, 1.0, np.inf, "deviance")
     table["deviance"] = np.r_[np.nan, -np.diff(rdev)]
     if test == "Rao":
         rao = [np.nan]
@@ -346,3 +357,44 @@ def anova_models(*fits: GLMResults, test: str | None = None) -> pd.DataFrame:
     if test == "F" and np.isinf(df_scale):
         _warn_f(big)
     return stat_anova(table, test, scale, df_scale, "rao" if test == "Rao" else "deviance")
+
+
+def anova_negbin(fits: tuple[GLMResults, ...], test: str | None) -> pd.DataFrame:
+    """``MASS::anova.negbin`` for several fits: likelihood ratio tests of negative
+    binomial models, theta re-estimated by maximum likelihood for each model.
+
+    Rows in order of decreasing residual df (as MASS), numbered 1, 2, ...; columns
+    ``formula``, ``theta`` (each model's own), ``resid_df``, ``twologlik`` (2 x log-lik.),
+    ``test`` ("1 vs 2"), ``df``, ``lr_stat`` = twologlik_i - twologlik_{i-1} (MASS's
+    "LR stat.") and with the Chisq test ``p_value``.  ``attrs["heading"]`` holds MASS's
+    heading."""
+    if test not in ("Chisq", None):
+        raise FamilyError(
+            "negative binomial models with estimated theta are compared by likelihood "
+            f"ratio tests only (test='Chisq'), not {test!r}"
+        )
+    order = sorted(range(len(fits)), key=lambda i: -float(fits[i].df_resid))
+    ms = [fits[i] for i in order]
+    rdf = np.array([float(m.df_resid) for m in ms])
+    twologlik = np.array([2.0 * m.loglik for m in ms])
+    formulas = [
+        str(m._fit.terms.formula) if m._fit.terms is not None else f"model {i + 1} (arrays)"
+        for i, m in zip(order, ms)
+    ]
+    table = pd.DataFrame(
+        {
+            "formula": formulas,
+            "theta": [float(m.theta) for m in ms],
+            "resid_df": rdf,
+            "twologlik": twologlik,
+            "test": [""] + [f"{k} vs {k + 1}" for k in range(1, len(ms))],
+            "df": np.r_[np.nan, -np.diff(rdf)],
+            "lr_stat": np.r_[np.nan, np.diff(twologlik)],
+        },
+        index=pd.RangeIndex(1, len(ms) + 1, name="model"),
+    )
+    table.attrs["heading"] = (
+        "Likelihood ratio tests of negative binomial models (theta re-estimated by "
+        "maximum likelihood for each model)"
+    )
+    return stat_anova(table, test, 1.0, np.inf, "lr_stat")
