@@ -7,6 +7,7 @@ from glmx.families import links
 from glmx.families.base import Family
 from glmx.families.exponential import Binomial, Gamma, Gaussian, InverseGaussian, Poisson
 from glmx.families.links import Link
+from glmx.families.names import did_you_mean
 from glmx.families.negbin import NegativeBinomial
 from glmx.families.quasi import Quasi, QuasiBinomial, QuasiPoisson
 from glmx.families.tweedie import Tweedie
@@ -58,7 +59,11 @@ def get_family(family: str | Family, link: str | Link | None = None) -> Family:
     key = family.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in _FAMILIES:
-        raise FamilyError(f"unknown family {family!r}; known families: {', '.join(FAMILY_NAMES)}")
+        known = {**{n: n for n in _FAMILIES}, **_ALIASES, "bernoulli": "binomial"}
+        raise FamilyError(
+            f"unknown family {family!r}{did_you_mean(family, known)}; known families: "
+            f"{', '.join(FAMILY_NAMES)} (aliases: {', '.join(_ALIASES)})"
+        )
     return _FAMILIES[key](link=link)
 
 

@@ -14,6 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
 from glmx.errors import FamilyError
+from glmx.families.names import did_you_mean
 
 EPS = float(np.finfo(float).eps)
 _TINY = float(np.finfo(float).tiny)  # the smallest positive normal number
@@ -321,8 +322,10 @@ def get_link(link: str | Link) -> Link:
         raise FamilyError(f"link must be a name or a glmx.links.Link, got {type(link).__name__}")
     key = _ALIASES.get(link, link)
     if key not in _LINKS:
+        known = {**{n: n for n in _LINKS}, **_ALIASES}
         raise FamilyError(
-            f"unknown link {link!r}; known links: {', '.join(LINK_NAMES)} or glmx.links.Power(p)"
+            f"unknown link {link!r}{did_you_mean(link, known)}; known links: "
+            f"{', '.join(LINK_NAMES)} or glmx.links.Power(p)"
         )
     return _LINKS[key]()
 
