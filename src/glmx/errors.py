@@ -7,6 +7,8 @@ row count or value at fault.  Numerical trouble that still yields an answer warn
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GlmxError(Exception):
     """Base class of every error glmx raises on purpose."""
@@ -47,3 +49,12 @@ class BoundaryWarning(GlmxWarning):
 
 class DataWarning(GlmxWarning):
     """The data are usable but unusual (e.g. non-integer binomial successes, as R warns)."""
+
+
+def shown(value: Any) -> str:
+    """A value as Python prints it, for messages: numpy scalars as their Python
+    equivalents (``-1.0``, not ``np.float64(-1.0)``)."""
+    item = getattr(value, "item", None)
+    if item is not None and getattr(value, "ndim", None) == 0:
+        value = item()
+    return repr(value)

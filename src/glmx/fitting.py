@@ -26,6 +26,7 @@ from glmx.errors import (
     DataError,
     FamilyError,
     SeparationWarning,
+    shown,
 )
 from glmx.families import Family, get_family
 from glmx.families.exponential import Binomial, Poisson
@@ -287,7 +288,7 @@ def _check_finite(arr: Array, name: str) -> None:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{name} has {int(bad.sum())} missing or non-finite value(s), first at row {i}: {arr[i]!r}"
+            f"{name} has {int(bad.sum())} missing or non-finite value(s), first at row {i}: {float(arr[i])!r}"
         )
 
 
@@ -313,7 +314,7 @@ def _validated(
         if name != "offset" and np.any(arr < 0):
             i = int(np.flatnonzero(arr < 0)[0])
             raise DataError(
-                f"{name} must be non-negative; {int((arr < 0).sum())} negative, first at row {i}: {arr[i]!r}"
+                f"{name} must be non-negative; {int((arr < 0).sum())} negative, first at row {i}: {float(arr[i])!r}"
             )
         out.append(arr)
     w, f, off = out
@@ -357,9 +358,9 @@ def _fit(
                 f"start has length {start_arr.shape[0]} but the design has {p} columns ({', '.join(X.column_names)})"
             )
     if not (isinstance(tol, (int, float)) and tol > 0):
-        raise DataError(f"tol must be a positive number, got {tol!r}")
+        raise DataError(f"tol must be a positive number, got {shown(tol)}")
     if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-        raise DataError(f"max_iter must be a positive integer, got {max_iter!r}")
+        raise DataError(f"max_iter must be a positive integer, got {shown(max_iter)}")
     inp = IRLSInputs(
         X=X,
         y=y,

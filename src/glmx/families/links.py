@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-from glmx.errors import FamilyError
+from glmx.errors import FamilyError, shown
 from glmx.families.names import did_you_mean
 
 EPS = float(np.finfo(float).eps)
@@ -262,7 +262,7 @@ class Power(Link):
 
     def __init__(self, power: float = 1.0) -> None:
         if not np.isfinite(power):
-            raise FamilyError(f"power link needs a finite exponent, got {power!r}")
+            raise FamilyError(f"power link needs a finite exponent, got {shown(power)}")
         self.power = float(power)
 
     @property

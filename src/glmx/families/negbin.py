@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
-from glmx.errors import FamilyError
+from glmx.errors import FamilyError, shown
 from glmx.families.base import Array, Family, finite_within
 from glmx.families.exponential import kl_poisson, non_negative
 from glmx.families.links import Link
@@ -31,7 +31,9 @@ class NegativeBinomial(Family):
         if theta is not None and not (
             isinstance(theta, (int, float, np.number)) and np.isfinite(theta) and theta > 0
         ):
-            raise FamilyError(f"negative binomial theta must be a positive number, got {theta!r}")
+            raise FamilyError(
+                f"negative binomial theta must be a positive number, got {shown(theta)}"
+            )
         self.theta = None if theta is None else float(theta)  # before the link check's message
         super().__init__(link)
         # glm.nb counts theta in AIC when it is estimated

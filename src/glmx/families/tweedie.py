@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from glmx.errors import FamilyError
+from glmx.errors import FamilyError, shown
 from glmx.families.base import Array, Family, finite_within
 from glmx.families.links import Link
 
@@ -28,7 +28,7 @@ class Tweedie(Family):
         ):
             raise FamilyError(
                 f"tweedie power must be 0 or at least 1 (no distribution has 0 < p < 1), "
-                f"got {power!r}"
+                f"got {shown(power)}"
             )
         self.power = float(power)
         super().__init__(link)

@@ -7,6 +7,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import special  # not scipy.stats: it would double glmx's import time
 
+from glmx.errors import DataError, shown
+
 Array = NDArray[np.float64]
 
 
@@ -31,6 +33,6 @@ def coef_table(coef: pd.Series, se: pd.Series, df_resid: float | None) -> pd.Dat
 def wald_confint(coef: pd.Series, se: pd.Series, level: float = 0.95) -> pd.DataFrame:
     """estimate -/+ z_{(1+level)/2} * se on the normal (R's ``confint.default``)."""
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+        raise DataError(f"level must be in (0, 1), got {shown(level)}")
     q = special.ndtri(0.5 + level / 2.0)
     return pd.DataFrame({"lower": coef - q * se, "upper": coef + q * se}, index=coef.index)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from glmx.errors import BoundaryWarning, DataError, FamilyError
+from glmx.errors import BoundaryWarning, DataError, FamilyError, shown
 from glmx.families import Family
 from glmx.families.exponential import Binomial
 from glmx.families.negbin import NegativeBinomial
@@ -35,9 +35,9 @@ def check_options(fam: Family, tol: Any, max_iter: Any) -> None:
             "streamed fit does not run; fit poisson or give a fixed-theta family"
         )
     if not (isinstance(tol, (int, float)) and tol > 0):
-        raise DataError(f"tol must be a positive number, got {tol!r}")
+        raise DataError(f"tol must be a positive number, got {shown(tol)}")
     if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-        raise DataError(f"max_iter must be a positive integer, got {max_iter!r}")
+        raise DataError(f"max_iter must be a positive integer, got {shown(max_iter)}")
 
 
 def refuse_in_memory_options(

@@ -34,7 +34,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from glmx.design.frames import to_pandas
-from glmx.errors import DataError
+from glmx.errors import DataError, shown
 from glmx.outofcore.columnkinds import is_factor, same_kinds, value_kind
 from glmx.outofcore.parquetfiles import (
     absent_columns,
@@ -222,9 +222,9 @@ def as_source(source: Any, chunk_rows: int) -> ChunkSource:
     """A chunk source from a Parquet path, a callable returning an iterator of frames, a
     list/tuple of frames, or one data frame (cut into ``chunk_rows``-row chunks)."""
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)):
-        raise DataError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        raise DataError(f"chunk_rows must be a positive integer, got {shown(chunk_rows)}")
     if chunk_rows < 1:
-        raise DataError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        raise DataError(f"chunk_rows must be a positive integer, got {shown(chunk_rows)}")
     if isinstance(source, (str, os.PathLike)):
         return ParquetSource(source, int(chunk_rows))
     if hasattr(source, "chunks") and hasattr(source, "column_names"):
