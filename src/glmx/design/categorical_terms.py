@@ -22,14 +22,15 @@ import formulaic
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from formulaic.errors import FormulaicError
 from formulaic.transforms.contrasts import TreatmentContrasts
 from formulaic.utils.sentinels import UNSET
 from numpy.typing import NDArray
 
 from glmx.design.categorical import CategoricalDesign
+from glmx.design.contrasts import MATERIALIZER
+from glmx.design.parsing import parse
 from glmx.design.scan import scan_dense
-from glmx.errors import DataError
+from glmx.errors import DataError, FormulaError
 
 Array = NDArray[np.float64]
 
@@ -191,7 +192,11 @@ def _stand_in_matrix(rhs: str, df: pd.DataFrame, variable: str, context: Any) ->
         with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
             warnings.simplefilter("ignore")
             return formulaic.model_matrix(
-                rhs, _with_stand_in(df, variable), na_action="raise", context=context
+                parse(rhs),
+                _with_stand_in(df, variable),
+                na_action="raise",
+                context=context,
+                materializer=MATERIALIZER,
             )
     except Exception:  # noqa: BLE001 - reported by the dense path
         return None
@@ -248,8 +253,8 @@ def _many_level_factor(rhs: str, df: pd.DataFrame) -> tuple[str, Any] | None:
     """The column of the factor ``C(name)`` or ``name`` (a non-numeric column) with the
     most levels, if above CATEGORICAL_MIN_LEVELS, and its ``.cat`` accessor."""
     try:
-        terms = list(formulaic.Formula(rhs))
-    except FormulaicError:
+        terms = list(parse(rhs))
+    except FormulaError:
         return None
     best: tuple[str, Any] | None = None
     for factor in dict.fromkeys(f for term in terms for f in term.factors):
@@ -263,8 +268,10 @@ def _many_level_factor(rhs: str, df: pd.DataFrame) -> tuple[str, Any] | None:
             pd.api.types.is_numeric_dtype(col) and not isinstance(col.dtype, pd.CategoricalDtype)
         ):
             continue  # a bare numeric column is not a factor
-        if pd.api.types.is_bool_dtype(col):
-            continue
+        if pd.api.types.is_bool_dtype(col) or (
+            isinstance(col.dtype, pd.CategoricalDtype) and col.dtype.ordered and m is None
+        ):
+            continue  # booleans; ordered factors take polynomial contrasts
         # formulaic's levels: pandas' categories (sorted unique values, or the categorical's)
         cat = pd.Series(col).astype("category").cat
         k = len(cat.categories)

@@ -19,20 +19,37 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from formulaic.errors import DataMismatchWarning, FormulaicError
+from formulaic.transforms.contrasts import TreatmentContrasts
+from formulaic.utils.variables import Variable
 from numpy.typing import NDArray
 
 from glmx.design.categorical_terms import categorical_model_matrix
+from glmx.design.contrasts import MATERIALIZER
 from glmx.design.frames import to_pandas
 from glmx.design.matrix import DenseDesign, DesignMatrix
 from glmx.design.newdata import check_new_data, model_variables
+from glmx.design.parsing import (
+    check_functions,
+    check_no_bars,
+    formulaic_message,
+    known_functions,
+    parse,
+)
 from glmx.errors import DataError, FormulaError
 
 Array = NDArray[np.float64]
 
 # numpy functions that safe formulas allow (glmx.design.safe) and formulaic's transforms
-# lack; passed as formulaic's evaluation context (so no local variable of this module
-# is visible to a formula either)
-EXTRA_TRANSFORMS = {"sqrt": np.sqrt, "abs": np.abs, "log1p": np.log1p, "expm1": np.expm1}
+# lack, and ``Treatment`` as a contrasts class (``C(g, Treatment)``, as Sum, Helmert, Poly
+# and Diff are in formulaic); passed as formulaic's evaluation context (so no local
+# variable of this module is visible to a formula either)
+EXTRA_TRANSFORMS: dict[str, Any] = {
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "Treatment": TreatmentContrasts,
+}
 
 
 @dataclass(frozen=True)
@@ -104,11 +121,14 @@ def split_formula(formula: str) -> tuple[str, str]:
 
 
 def _variables(expr: str, what: str) -> set[str]:
-    try:
-        parsed = formulaic.Formula(expr)
-    except (FormulaicError, SyntaxError, ValueError, TypeError) as exc:
-        raise FormulaError(f"cannot parse {what} {expr!r}: {exc}") from None
-    return {str(v) for v in parsed.required_variables} - EXTRA_TRANSFORMS.keys()
+    """The data columns a formula reads: its variables, less the functions it calls."""
+    parsed = parse(expr, what)
+    functions = known_functions(EXTRA_TRANSFORMS)
+    return {
+        str(v)
+        for v in parsed.required_variables
+        if not (str(v) in functions and Variable.Role.CALLABLE in v.roles)
+    } - EXTRA_TRANSFORMS.keys()
 
 
 def _column_or_array(
@@ -217,6 +237,8 @@ def build_model_frame(
     df = to_pandas(data)
     lhs, rhs_full = split_formula(formula)
     rhs, offset_terms = split_offsets(rhs_full)
+    check_no_bars(rhs, formula)
+    check_functions(formula, df.columns, EXTRA_TRANSFORMS)
 
     # columns the model uses: every variable of the formula, plus named weights/offset
     needed = _variables(f"{lhs} ~ {rhs}" if not lhs.startswith("cbind") else rhs, "formula")
@@ -268,11 +290,19 @@ def build_model_frame(
     else:
         try:
             with np.errstate(divide="ignore", invalid="ignore"):  # inf/nan are reported below
-                mm = formulaic.model_matrix(rhs, dfk, na_action="raise", context=EXTRA_TRANSFORMS)
-        except FormulaicError as exc:
-            raise FormulaError(f"cannot build the design for {formula!r}: {exc}") from None
-        except Exception as exc:  # user transforms failing inside formulaic
-            raise FormulaError(f"cannot build the design for {formula!r}: {exc}") from None
+                mm = formulaic.model_matrix(
+                    parse(rhs),
+                    dfk,
+                    na_action="raise",
+                    context=EXTRA_TRANSFORMS,
+                    materializer=MATERIALIZER,
+                )
+        except FormulaError:
+            raise
+        except Exception as exc:  # formulaic's errors, user transforms failing inside it
+            raise FormulaError(
+                f"cannot build the design for {formula!r}: {formulaic_message(exc)}"
+            ) from None
         spec = mm.model_spec
     for factor, state in spec.factor_contrasts.items():
         if len(state.levels) < 2:

@@ -13,7 +13,14 @@ def to_pandas(data: Any) -> pd.DataFrame:
     """A pandas DataFrame from pandas, polars (eager or lazy), pyarrow, or a dict of arrays.
 
     Categorical/enum columns keep their level order (they become pandas categoricals).
+    Every column of strings is a factor, as in R: pandas ``string`` columns (Python or
+    Arrow storage) and Arrow string columns become plain object columns, which the
+    formula reads as factors with sorted levels.  Duplicate column names are refused.
     """
+    return _strings_as_factors(_unique_names(_as_pandas(data)))
+
+
+def _as_pandas(data: Any) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data
     module = type(data).__module__
@@ -47,3 +54,46 @@ def to_pandas(data: Any) -> pd.DataFrame:
         f"data must be a pandas or polars DataFrame, a pyarrow Table or a dict of arrays, "
         f"got {type(data).__name__}"
     )
+
+
+def _unique_names(df: pd.DataFrame) -> pd.DataFrame:
+    """``df``, or a DataError naming the column names that occur more than once."""
+    if df.columns.is_unique:
+        return df
+    dup = list(dict.fromkeys(df.columns[df.columns.duplicated()]))
+    names = ", ".join(repr(str(c)) for c in dup[:10])
+    raise DataError(
+        f"the data have more than one column named {names}; give each column its own name"
+    )
+
+
+def is_string_like(dtype: Any) -> bool:
+    """Whether a column of this dtype holds strings in a form that is not plain
+    ``object`` or pandas' default ``str``: pandas ``string`` (NA-valued, Python or
+    Arrow storage) and pandas columns of Arrow strings or dictionaries."""
+    if isinstance(dtype, pd.StringDtype):
+        return getattr(dtype, "na_value", pd.NA) is pd.NA
+    if isinstance(dtype, pd.ArrowDtype):
+        import pyarrow as pa
+
+        t = dtype.pyarrow_dtype
+        return bool(
+            pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or getattr(pa.types, "is_string_view", lambda _: False)(t)
+            or pa.types.is_dictionary(t)
+        )
+    return False
+
+
+def _strings_as_factors(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its string-like columns (:func:`is_string_like`) as object columns,
+    missing values as None, so that the formula sees factors; other columns untouched."""
+    cols = [c for c, dtype in df.dtypes.items() if is_string_like(dtype)]
+    if not cols:
+        return df
+    out = df.copy(deep=False)
+    for c in cols:
+        values = df[c].astype(object)
+        out[c] = values.where(values.notna(), None).astype(object)
+    return out

@@ -16,7 +16,8 @@ Python's tokenizer and ``ast`` (never ``eval``) and accepts only
   ``cbind`` (the whole response of a binomial model), whose keyword arguments are
   literals (``df=4``, ``extrapolation='extend'``, ``knots=[1, 2]``; strings hold only
   letters, digits, spaces, ``_ . -``); ``C(g, contr.sum)`` names one of formulaic's
-  contrasts (``treatment sum helmert poly diff SAS``).
+  contrasts (``treatment sum helmert poly diff SAS``) or a contrasts class
+  (``C(g, Treatment)``, ``C(g, Treatment('b'))``, ``Sum``, ``Helmert``, ``Poly``, ``Diff``).
 
 Attribute access, subscripts, lambda, comprehensions, f-strings, dunder names, strings
 other than keyword values and names that are neither columns nor whitelisted functions
@@ -41,6 +42,7 @@ FUNCTIONS = frozenset(
     | {"poly", "bs", "cr", "offset", "cbind"}
 )
 CONTRASTS = frozenset({"treatment", "sum", "helmert", "poly", "diff", "SAS"})
+CONTRAST_CLASSES = frozenset({"Treatment", "Sum", "Helmert", "Poly", "Diff"})
 MAX_LENGTH = 5000  # characters of one formula
 MAX_EXPONENT = 100  # |e| of a ** e: no power of a literal can grow past ~100x its digits
 MAX_BASIS = 100  # integer arguments of bs/cr/poly (df, degree): bounded design width
@@ -389,27 +391,37 @@ class _Checker:
                 raise self.refuse(f"{arg}={num} in {func}() is larger than {MAX_BASIS}")
 
     def _contrasts(self, value: ast.AST) -> None:
-        """``contr.sum`` or ``contr.treatment(base=...)``: formulaic's contrasts registry."""
+        """``contr.sum`` or ``contr.treatment(base=...)`` (formulaic's contrasts registry),
+        or a contrasts class: ``Treatment``, ``Sum``, ``Treatment('b')``."""
         call = value if isinstance(value, ast.Call) else None
         target = call.func if call is not None else value
-        if not (
+        registry = (
             isinstance(target, ast.Attribute)
             and _is_name(target.value, "contr")
             and target.attr in CONTRASTS
-        ):
+        )
+        named = isinstance(target, ast.Name) and target.id in CONTRAST_CLASSES
+        if not (registry or named):
             raise self.refuse(
                 f"contrasts {self._src(value)!r} must be one of "
-                f"{', '.join('contr.' + c for c in sorted(CONTRASTS))}"
+                f"{', '.join('contr.' + c for c in sorted(CONTRASTS))} or "
+                f"{', '.join(sorted(CONTRAST_CLASSES))}"
             )
-        if self.columns is not None and "contr" in self.columns:
-            raise self.refuse("'contr' is both a column and formulaic's contrasts registry")
+        shadowed = "contr" if registry else getattr(target, "id", "")
+        if self.columns is not None and shadowed in self.columns:
+            raise self.refuse(f"{shadowed!r} is both a column and a contrasts name")
         if call is not None:
-            if call.args:
+            label = f"contr.{target.attr}" if registry else shadowed  # type: ignore[attr-defined]
+            if call.args and registry:
                 raise self.refuse(f"{self._src(value)!r} takes keyword arguments only")
+            if len(call.args) > 1:
+                raise self.refuse(f"{self._src(value)!r} takes one argument, the base level")
+            for arg in call.args:
+                self._literal(arg, label, "argument 1")
             for kw in call.keywords:
                 if kw.arg is None or kw.arg.startswith("__"):
                     raise self.refuse(f"keyword {self._src(kw)!r} is not allowed")
-                self._literal(kw.value, f"contr.{target.attr}", kw.arg)
+                self._literal(kw.value, label, kw.arg)
 
     def _cbind(self, node: ast.Call) -> None:
         if len(node.args) != 2 or node.keywords:
