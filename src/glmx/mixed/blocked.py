@@ -5,19 +5,19 @@ right-hand side r), the weighted system is::
 
     M = [Zt D]' W [Zt D] + diag(I_q, 0)  =  L L'
 
-as in lme4 and MixedModels.jl.  The first random-effect term (the one with most levels)
-makes the leading block A11 block diagonal with k x k blocks, one per level: it is
-factored by batched Cholesky.  Everything else (further terms, X and r) is a dense
-Schur complement ``S = M22 - L21 L21'`` factored densely.  The last row of L gives the
+as in lme4 and MixedModels.jl.  The blocks follow :class:`~glmx.mixed.structure.Structure`:
+each *stage* term s has a (block) diagonal L_ss = chol(A_ss), one small Cholesky per
+level, and sparse blocks below it, ``L_is = A_is L_ss^-T``; eliminating it updates the
+blocks to its right, ``A_ij -= L_is L_js'``.  The remaining *tail* (crossed terms, X and
+r) is one dense Schur complement factored by LAPACK.  The last row of L gives the
 solution and the penalized residual sum of squares, ``r2 = L[-1, -1]^2``.
 
-Rows are sorted by the first term's levels, so the per-level sums are ``np.add.reduceat``
-over contiguous runs and ``Zt b`` gathers with ``np.repeat``.
+The factor works from the cross-products (:class:`~glmx.mixed.crossprod.Gram`) only: an
+evaluation rescales them by Lambda(theta) and refactors, at a cost independent of n.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -25,10 +25,17 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from glmx.mixed.reterms import ReTerms
+from glmx.mixed.crossprod import Gram
+from glmx.mixed.schur import dense_update, stage_update
+from glmx.mixed.selinv import SelectedInverse
+from glmx.mixed.structure import Structure
+
+__all__ = ["BlockedFactor", "Gram", "Structure", "lower_solve", "upper_solve"]
 
 Array = NDArray[np.float64]
 IntArray = NDArray[np.intp]
+
+_SMALL = 256  # dense blocks up to this size are factored by numpy (a copy)
 
 
 def lower_solve(L: Array, B: Array) -> Array:
@@ -65,209 +72,191 @@ def batched_cholesky(A: Array) -> Array:
     return np.asarray(np.linalg.cholesky(A), dtype=np.float64)
 
 
-@dataclass(frozen=True)
-class Gram:
-    """Weighted cross-products of [Z1 | Zr | D] before Lambda is applied.
-
-    z1z1 (m1,k1,k1): per level of term 1, sum of w x x'; z1R (m1,k1,pR): per level,
-    sum of w x [zr, d]'; RR (pR,pR): [Zr D]' W [Zr D]."""
-
-    z1z1: Array
-    z1R: Array
-    RR: Array
+def block_diagonal(B: Array) -> sp.csr_matrix:
+    """The (m k) x (m k) sparse matrix with the k x k blocks B (m,k,k) on its diagonal."""
+    m, k, _ = B.shape
+    if k == 1:
+        return sp.csr_matrix((B.ravel(), np.arange(m), np.arange(m + 1)), shape=(m, m))
+    indptr = np.arange(0, m * k * k + 1, k)
+    indices = (np.arange(m)[:, None, None] * k + np.arange(k)[None, None, :]).repeat(k, axis=1)
+    return sp.csr_matrix((B.ravel(), indices.ravel(), indptr), shape=(m * k, m * k))
 
 
-class Structure:
-    """The random-effect layout of a model whose rows are sorted by term 1's levels."""
-
-    def __init__(self, reterms: ReTerms) -> None:
-        self.reterms = reterms
-        first = reterms.terms[0]
-        if np.any(np.diff(first.codes) < 0):
-            raise ValueError("rows must be sorted by the first term's levels")
-        self.X1 = first.X
-        self.X1T = np.ascontiguousarray(first.X.T)
-        self.k1 = first.k
-        self.m1 = first.n_levels
-        self.q1 = self.m1 * self.k1
-        self.counts = np.bincount(first.codes, minlength=self.m1)
-        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.intp)
-        self.q2 = reterms.q - self.q1
-        others = reterms.terms[1:]
-        self.Zr: sp.csc_matrix | None = (
-            sp.hstack([t.Z() for t in others], format="csc") if others else None
-        )
-        self.Z1: sp.csr_matrix = first.Z()
-        self.Z1t: sp.csr_matrix = self.Z1.T.tocsr()  # per-level sums as one sparse product
-
-    # --- row-level helpers ----------------------------------------------------------
-    def level_sums(self, M: Array) -> Array:
-        """Per level of term 1, the sums of the rows of M (n,...) -> (m1,...)."""
-        return np.add.reduceat(M, self.starts, axis=0)
-
-    def expand(self, V: Array) -> Array:
-        """Per-level values (m1,...) repeated to the rows (n,...)."""
-        return np.repeat(V, self.counts, axis=0)
-
-    def Zt_u(self, theta: Array, u: Array) -> Array:
-        """Z Lambda u, length n."""
-        rt = self.reterms
-        b1 = (u[: self.q1].reshape(self.m1, self.k1)) @ rt.terms[0].T(rt.theta_of(theta, 0)).T
-        eta = self.X1T[0] * np.repeat(b1[:, 0], self.counts)
-        for a in range(1, self.k1):
-            eta += self.X1T[a] * np.repeat(b1[:, a], self.counts)
-        if self.Zr is not None:
-            b = rt.b_from_u(theta, u)
-            eta = eta + self.Zr @ b[self.q1 :]
-        return np.asarray(eta)
-
-    # --- cross-products -------------------------------------------------------------
-    def gram(self, w: Array, DT: Array) -> Gram:
-        """Weighted cross-products for weights w (n,) and the dense columns as rows of
-        DT (pD, n).  Row-level arrays are kept as rows (long contiguous inner loops)."""
-        k1, pD, n = self.k1, DT.shape[0], DT.shape[1]
-        wX = self.X1T * w  # (k1, n)
-        P = np.empty((k1 * (k1 + pD), n))
-        np.multiply(wX[:, None, :], self.X1T[None, :, :], out=P[: k1 * k1].reshape(k1, k1, n))
-        np.multiply(wX[:, None, :], DT[None, :, :], out=P[k1 * k1 :].reshape(k1, pD, n))
-        sums = np.add.reduceat(P, self.starts, axis=1)  # per level of term 1
-        z1z1 = sums[: k1 * k1].T.reshape(self.m1, k1, k1)
-        z1D = sums[k1 * k1 :].T.reshape(self.m1, k1, pD)
-        wD = DT * w
-        DD = DT @ wD.T
-        if self.Zr is None:
-            return Gram(z1z1, z1D, DD)
-        WZr = sp.diags(w) @ self.Zr
-        z1r = np.asarray((self.Z1t @ WZr).todense()).reshape(self.m1, k1, self.q2)
-        rr = np.asarray((self.Zr.T @ WZr).todense())
-        rD = np.asarray(self.Zr.T @ wD.T)
-        RR = np.block([[rr, rD], [rD.T, DD]])
-        return Gram(z1z1, np.concatenate([z1r, z1D], axis=2), RR)
-
-    def scale_columns(self, M: Array, theta: Array) -> Array:
-        """M with its first q2 columns (the terms after the first) times Lambda_r."""
-        rt = self.reterms
-        out = np.array(M, dtype=float)
-        lead = out.shape[:-1]
-        for i in range(1, len(rt.terms)):
-            t = rt.terms[i]
-            T = t.T(rt.theta_of(theta, i))
-            sl = slice(rt.u_offsets[i] - self.q1, rt.u_offsets[i + 1] - self.q1)
-            block = out[..., sl].reshape(*lead, t.n_levels, t.k)
-            out[..., sl] = (block @ T).reshape(*lead, -1)
-        return out
+def _sandwich(T: Array, G: Array) -> Array:
+    """T' G_l T for each block G_l of a stack (m, k, k)."""
+    if T.shape[0] == 1:
+        return G * T[0, 0] * T[0, 0]
+    return np.asarray(T.T @ G @ T)
 
 
-class BlockedFactor:
+def _dense_cholesky(A: Array) -> Array:
+    """Lower Cholesky factor of A (F-ordered, lower triangle read): in place by LAPACK
+    for a large A, by numpy for a small one."""
+    if A.shape[0] <= _SMALL:
+        return np.asarray(np.linalg.cholesky(A), dtype=np.float64)
+    L, info = sla.lapack.dpotrf(A, lower=1, clean=1, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("the penalized system is not positive definite")
+    return np.asarray(L, dtype=np.float64)
+
+
+class BlockedFactor(SelectedInverse):
     """L of ``M = [Zt D]'W[Zt D] + diag(I, 0)`` at theta; D's last column is the
     right-hand side, the ``n_coef`` before it are coefficients (X)."""
 
     def __init__(self, structure: Structure, theta: Array, gram: Gram) -> None:
         s = structure
         self.s = s
-        T1 = s.reterms.terms[0].T(s.reterms.theta_of(theta, 0))
-        A11 = T1.T @ gram.z1z1 @ T1 + np.eye(s.k1)  # T' (Z1'WZ1)_j T + I, per level
-        self.L11 = batched_cholesky(A11)
-        C = s.scale_columns(T1.T @ gram.z1R, theta)  # Lambda_1' Z1'W [Zr Lambda_r, D]
-        self.Ct = lower_solve(self.L11, C)  # L21' per level (m1,k1,pR)
-        Cf = self.Ct.reshape(s.q1, -1)
-        RR = s.scale_columns(s.scale_columns(gram.RR, theta).T, theta)
-        RR[np.arange(s.q2), np.arange(s.q2)] += 1.0
-        S = RR - Cf.T @ Cf
-        if not np.all(np.isfinite(S)):
+        rt = s.reterms
+        Ts = rt.Ts(np.asarray(theta, dtype=float))
+        K, S = s.K, s.n_stages
+        off = s.offsets
+        pD = gram.dd.shape[0]
+        p = pD - 1
+        self.n_coef = p
+        qs, qt = s.q_stages, s.q_tail
+        na = qt + p
+        # Lambda'(cross-products)Lambda, stage blocks and the dense tail
+        diag = [_sandwich(Ts[i], gram.diag[i]) + np.eye(s.k[i]) for i in range(S)]
+        cross: dict[tuple[int, int], sp.csr_matrix] = {}
+        for (i, j), pat in s.pairs.items():
+            if j < S:
+                C = gram.cross[(i, j)]
+                scaled = (
+                    C * (Ts[i][0, 0] * Ts[j][0, 0])
+                    if C.shape[1:] == (1, 1)
+                    else (Ts[i].T @ C @ Ts[j])
+                )
+                cross[(i, j)] = pat.csr(scaled)
+        # Lambda_i' Z_i'W D, (q_i, pD)
+        ZD = [np.asarray(Ts[i].T @ gram.zd[i]).reshape(-1, pD) for i in range(K)]
+        tail = np.zeros((na, na), order="F")  # lower triangle of the tail and X
+        tb = np.zeros(na)  # the right-hand side's column
+        tbb = float(gram.dd[p, p])
+        for i in range(S, K):
+            a = off[i] - qs
+            G = _sandwich(Ts[i], gram.diag[i]) + np.eye(s.k[i])
+            idx = a + np.arange(s.m[i])[:, None] * s.k[i] + np.arange(s.k[i])
+            tail[idx[:, :, None], idx[:, None, :]] = G
+            for j in range(S, i):
+                C = gram.cross[(i, j)]
+                block = s.pairs[(i, j)].csr(Ts[i].T @ C @ Ts[j]).tocoo()
+                tail[a + block.row, off[j] - qs + block.col] = block.data
+            tail[qt:, a : a + s.m[i] * s.k[i]] = ZD[i][:, :p].T
+            tb[a : a + s.m[i] * s.k[i]] = ZD[i][:, p]
+        tail[qt:, qt:] = gram.dd[:p, :p].T  # D W D' by rows: its upper triangle
+        tb[qt:] = gram.dd[p, :p]
+        # eliminate the stages: L_ss, L_is = A_is L_ss^-T, then the Schur updates
+        self.Ls: list[Array] = []
+        self.Lc: dict[tuple[int, int], sp.csr_matrix] = {}
+        self.Ct: list[Array] = []  # L_D,s' per level of stage s: (m_s, k_s, pD)
+        for st in range(S):
+            L = batched_cholesky(diag[st])
+            if not np.all(np.isfinite(L)):
+                raise np.linalg.LinAlgError("the penalized system is not positive definite")
+            Linv = lower_solve(L, np.broadcast_to(np.eye(s.k[st]), L.shape).copy())
+            R = block_diagonal(np.ascontiguousarray(np.transpose(Linv, (0, 2, 1))))
+            self.Ls.append(L)
+            for i in range(st + 1, K):
+                self.Lc[(i, st)] = (cross[(i, st)] @ R).tocsr()
+            Ct = lower_solve(L, ZD[st].reshape(L.shape[0], L.shape[1], pD))
+            self.Ct.append(Ct)
+            for i in range(st + 1, S):
+                stage_update(self, diag, cross, ZD, st, i)
+            tb, tbb = dense_update(self, tail, tb, tbb, st, p)
+        if not np.all(np.isfinite(tail)) or not np.isfinite(tbb):
             raise np.linalg.LinAlgError("the penalized system is not finite")
-        na = S.shape[0] - 1  # all but the right-hand side
-        self.n_coef = na - s.q2
-        self.L22 = np.linalg.cholesky(S[:na, :na]) if na else np.zeros((0, 0))
-        self.l2 = sla.solve_triangular(self.L22, S[:na, na], lower=True) if na else np.zeros(0)
-        self.r2 = float(S[na, na] - self.l2 @ self.l2)  # penalized residual sum of squares
-        d22 = np.diag(self.L22)
+        if na:
+            self.Laa: Array = _dense_cholesky(tail)
+            self.l2 = sla.solve_triangular(self.Laa, tb, lower=True, check_finite=False)
+        else:
+            self.Laa = np.zeros((0, 0))
+            self.l2 = np.zeros(0)
+        self.r2 = float(tbb - self.l2 @ self.l2)  # penalized residual sum of squares
+        dt = np.diag(self.Laa)
         # log det(Lambda'Z'WZLambda + I) and log det(R_X' R_X)
         self.logdet_L = float(
-            2.0 * np.sum(np.log(np.diagonal(self.L11, axis1=1, axis2=2)))
-            + 2.0 * np.sum(np.log(d22[: s.q2]))
+            sum(2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))) for L in self.Ls)
+            + 2.0 * np.sum(np.log(dt[:qt]))
         )
-        self.logdet_RX = float(2.0 * np.sum(np.log(d22[s.q2 :])))
+        self.logdet_RX = float(2.0 * np.sum(np.log(dt[qt:])))
+
+    @property
+    def L11(self) -> Array:
+        """The first term's (block) diagonal factor, (m1, k1, k1)."""
+        return self.Ls[0]
+
+    # --- solves ---------------------------------------------------------------------
+    def _backward(self, ys: list[Array], y_aa: Array) -> tuple[list[Array], Array]:
+        """Solve L' x = y: x per stage (flat) and x of the tail and X."""
+        s = self.s
+        S, K, p = s.n_stages, s.K, self.n_coef
+        x_aa = (
+            sla.solve_triangular(self.Laa.T, y_aa, lower=False, check_finite=False)
+            if y_aa.size
+            else np.zeros(0)
+        )
+        qt = s.q_tail
+        xs: list[Array] = [np.zeros(0)] * S
+        for st in range(S - 1, -1, -1):
+            Ct = self.Ct[st]
+            r = ys[st] - (Ct[:, :, :p] @ x_aa[qt:]).ravel() if p else ys[st]
+            for i in range(st + 1, K):
+                xi = (
+                    xs[i]
+                    if i < S
+                    else x_aa[s.offsets[i] - s.q_stages : s.offsets[i + 1] - s.q_stages]
+                )
+                r = r - self.Lc[(i, st)].T @ xi
+            L = self.Ls[st]
+            xs[st] = upper_solve(L, r.reshape(L.shape[0], L.shape[1], 1)).ravel()
+        return xs, x_aa
 
     def solve(self) -> tuple[Array, Array]:
         """(u, coefficients): back substitution with the last row of L."""
-        s = self.s
-        x2 = sla.solve_triangular(self.L22.T, self.l2, lower=False) if self.l2.size else np.zeros(0)
-        rhs1 = self.Ct[:, :, -1] - (self.Ct[:, :, :-1] @ x2 if x2.size else 0.0)
-        x1 = upper_solve(self.L11, rhs1[:, :, None])[:, :, 0]
-        return np.concatenate([x1.ravel(), x2[: s.q2]]), x2[s.q2 :]
+        p, qt = self.n_coef, self.s.q_tail
+        xs, x_aa = self._backward([Ct[:, :, p].ravel() for Ct in self.Ct], self.l2)
+        return np.concatenate([*xs, x_aa[:qt]]), x_aa[qt:]
 
     def solve_system(self, rhs: Array) -> Array:
         """M_aa^-1 rhs, M_aa the system without its right-hand side column: the random
         effects' block A = Lambda'Z'WZ Lambda + I, bordered by X when the factor has
         coefficient columns (length q, or q + n_coef)."""
         s = self.s
-        na = self.L22.shape[0]
-        Cta = self.Ct[:, :, :na]
-        y1 = lower_solve(self.L11, rhs[: s.q1].reshape(s.m1, s.k1, 1))
-        if not na:
-            return upper_solve(self.L11, y1).ravel()
-        y2 = sla.solve_triangular(
-            self.L22, rhs[s.q1 :] - Cta.reshape(s.q1, na).T @ y1.ravel(), lower=True
+        S, K, p = s.n_stages, s.K, self.n_coef
+        off, qs = s.offsets, s.q_stages
+        ys: list[Array] = []
+        for st in range(S):
+            r = np.array(rhs[off[st] : off[st + 1]], dtype=float)
+            for j in range(st):
+                r -= self.Lc[(st, j)] @ ys[j]
+            L = self.Ls[st]
+            ys.append(lower_solve(L, r.reshape(L.shape[0], L.shape[1], 1)).ravel())
+        r = np.array(rhs[qs:], dtype=float)
+        for j in range(S):
+            for i in range(S, K):
+                r[off[i] - qs : off[i + 1] - qs] -= self.Lc[(i, j)] @ ys[j]
+            if p:
+                r[s.q_tail :] -= self.Ct[j][:, :, :p].reshape(ys[j].size, p).T @ ys[j]
+        y_aa = (
+            sla.solve_triangular(self.Laa, r, lower=True, check_finite=False)
+            if r.size
+            else np.zeros(0)
         )
-        x2 = sla.solve_triangular(self.L22.T, y2, lower=False)
-        x1 = upper_solve(self.L11, y1 - (Cta @ x2)[:, :, None])
-        return np.concatenate([x1.ravel(), x2])
+        xs, x_aa = self._backward(ys, y_aa)
+        return np.concatenate([*xs, x_aa])
 
     def fixed_cov_unscaled(self) -> Array:
         """(R_X' R_X)^-1, the fixed effects' covariance without sigma^2."""
-        RXt = self.L22[self.s.q2 :, self.s.q2 :]
+        qt = self.s.q_tail
+        RXt = self.Laa[qt:, qt:]
         inv = sla.solve_triangular(RXt, np.eye(RXt.shape[0]), lower=True)
-        return inv.T @ inv
-
-    # --- entries of A^-1, A = Lambda'Z'WZ Lambda + I (the random-effect block) ---------
-    @cached_property
-    def _L22r(self) -> Array:
-        return np.asarray(self.L22[: self.s.q2, : self.s.q2], dtype=np.float64)
-
-    @cached_property
-    def _M(self) -> Array:
-        """A11^-1 A12 = L11^-T L21', (q1 x q2)."""
-        s = self.s
-        return upper_solve(self.L11, self.Ct[:, :, : s.q2]).reshape(s.q1, s.q2)
-
-    @cached_property
-    def inv_rr(self) -> Array:
-        """(A^-1)_22 = S_rr^-1, dense q2 x q2."""
-        Linv = sla.solve_triangular(self._L22r, np.eye(self.s.q2), lower=True)
-        return Linv.T @ Linv
-
-    @cached_property
-    def inv_1r(self) -> Array:
-        """(A^-1)_12 = -A11^-1 A12 S_rr^-1, dense q1 x q2."""
-        return -self._M @ self.inv_rr
+        return np.asarray(inv.T @ inv)
 
     @cached_property
     def inv11(self) -> Array:
-        """Diagonal k1 x k1 blocks of (A^-1)_11 = A11^-1 + M S_rr^-1 M', per level."""
+        """Diagonal k1 x k1 blocks of (A^-1)_11, per level of the first term."""
         s = self.s
-        eye = np.broadcast_to(np.eye(s.k1), self.L11.shape)
-        Linv = lower_solve(self.L11, np.array(eye))
-        out = np.transpose(Linv, (0, 2, 1)) @ Linv
-        if s.q2:
-            W = sla.solve_triangular(self._L22r, self._M.T, lower=True)  # q2 x q1
-            Wb = W.T.reshape(s.m1, s.k1, s.q2)
-            out = out + Wb @ np.transpose(Wb, (0, 2, 1))
-        return out
-
-    def inverse_entries(self, i: IntArray, j: IntArray) -> Array:
-        """Entries (A^-1)[i, j] for index arrays of equal shape (positions in u)."""
-        s = self.s
-        i, j = np.broadcast_arrays(i, j)
-        out = np.zeros(i.shape)
-        in1_i, in1_j = i < s.q1, j < s.q1
-        both1 = in1_i & in1_j & (i // s.k1 == j // s.k1)
-        out[both1] = self.inv11[i[both1] // s.k1, i[both1] % s.k1, j[both1] % s.k1]
-        if s.q2:
-            both2 = ~in1_i & ~in1_j
-            out[both2] = self.inv_rr[i[both2] - s.q1, j[both2] - s.q1]
-            a = in1_i & ~in1_j
-            out[a] = self.inv_1r[i[a], j[a] - s.q1]
-            b = ~in1_i & in1_j
-            out[b] = self.inv_1r[j[b], i[b] - s.q1]
-        return out
+        k = s.k1
+        pos = np.arange(s.m1)[:, None] * k + np.arange(k)
+        return self.inverse_entries(pos[:, :, None], pos[:, None, :])

@@ -9,8 +9,9 @@ diagonal squared), n rows and p fixed effects::
                            - sum log w
 
 beta and u come from back substitution, sigma^2 = r2 / n (ML) or r2 / (n - p) (REML).
-Every cross-product is computed once: a deviance evaluation costs O(levels k^3) for the
-first term plus a dense Cholesky of the rest.
+The cross-products [Z X y]'W[Z X y] are computed once (:mod:`glmx.mixed.crossprod`): an
+evaluation rescales them by Lambda(theta) and refactors, at a cost that does not depend
+on n (small Cholesky factors per level, sparse products, one dense tail).
 """
 
 from __future__ import annotations
