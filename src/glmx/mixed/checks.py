@@ -20,18 +20,26 @@ from numpy.typing import NDArray
 
 from glmx.errors import BoundaryWarning, ConvergenceWarning, SeparationWarning
 from glmx.families.base import Family
+from glmx.mixed.certify import OptimizerInfo
 from glmx.mixed.optimize import (
     CONVERGENCE_ADVICE,
+    SINGULAR_TOL,
     UNIDENTIFIABLE,
     convergence_messages,
     is_singular,
 )
+from glmx.mixed.reterms import ReTerms
 
 Array = NDArray[np.float64]
 
 SINGULAR_MESSAGE = (
     "boundary (singular) fit: a random-effect variance is estimated as zero (or a "
     "correlation as +-1); consider simplifying the random-effect structure (see "
+    "'Singular fits' in docs/mixed-models.md)"
+)
+_SINGULAR_TAIL = (
+    "; the maximum lies on the boundary of the parameter space (restarts from other "
+    "starts reach no better point); consider simplifying the random-effect structure (see "
     "'Singular fits' in docs/mixed-models.md)"
 )
 # R's glm.fit: a fitted probability within 10 eps of 0 or 1 is "numerically 0 or 1"
@@ -45,6 +53,41 @@ class Checks:
     messages: tuple[str, ...]
 
 
+def boundary_parameters(theta: Array, rt: ReTerms, tol: float = SINGULAR_TOL) -> list[str]:
+    """What sits on the boundary, in lme4's names of the variance components: a standard
+    deviation at 0 (``sd_x|g = 0``) or a correlation at +-1 (``cor_x.(Intercept)|g = +1``);
+    a larger singular covariance matrix is named with the column it makes dependent."""
+    out: list[str] = []
+    for i, t in enumerate(rt.terms):
+        T = t.T(rt.theta_of(theta, i))
+        cols = [str(c) for c in t.columns]
+        for j in range(t.k):
+            if T[j, j] >= tol:
+                continue
+            if np.max(np.abs(T[j, :j]), initial=0.0) < tol:
+                out.append(f"sd_{cols[j]}|{t.group} = 0")
+                continue
+            S = T @ T.T
+            sd = np.sqrt(np.maximum(np.diag(S), 1e-300))
+            corr = S[j, :j] / (sd[j] * sd[:j])
+            m = int(np.argmax(np.abs(corr)))
+            if t.k == 2 or abs(abs(corr[m]) - 1.0) < 1e-3:
+                out.append(f"cor_{cols[j]}.{cols[m]}|{t.group} = {'+1' if corr[m] > 0 else '-1'}")
+            else:
+                out.append(
+                    f"the covariance of ({' + '.join(cols)} | {t.group}) is singular: "
+                    f"{cols[j]} is a combination of the others"
+                )
+    return out
+
+
+def singular_message(theta: Array, rt: ReTerms | None) -> str:
+    names = boundary_parameters(theta, rt) if rt is not None else []
+    if not names:
+        return SINGULAR_MESSAGE
+    return "boundary (singular) fit: " + ", ".join(names) + _SINGULAR_TAIL
+
+
 def check_optimum(
     theta: Array,
     lower: Array,
@@ -52,14 +95,26 @@ def check_optimum(
     hessian: Array | None,
     n_theta: int,
     converged: bool,
+    rt: ReTerms | None = None,
+    info: OptimizerInfo | None = None,
 ) -> Checks:
     """lme4's checkConv: singular fits warn (and skip the rest), else gradient/Hessian
-    (skipped when there are no derivatives, as for nagq = 0)."""
+    (skipped when there are no derivatives, as for nagq = 0); and the optimizer's
+    certificate (:mod:`glmx.mixed.certify`): no certificate, no convergence."""
     messages: list[str] = []
     singular = is_singular(theta, lower)
+    if info is not None and not info.certified:
+        converged = False
+        msg = (
+            "the optimizer's end point is not a certified optimum "
+            f"({info.message}; {len(info.attempts)} runs)"
+        )
+        warnings.warn(msg + CONVERGENCE_ADVICE, ConvergenceWarning, stacklevel=4)
+        messages.append(msg)
     if singular:
-        warnings.warn(SINGULAR_MESSAGE, BoundaryWarning, stacklevel=4)
-        messages.append(SINGULAR_MESSAGE)
+        msg = singular_message(theta, rt)
+        warnings.warn(msg, BoundaryWarning, stacklevel=4)
+        messages.append(msg)
     elif gradient is not None and hessian is not None:
         if not (np.all(np.isfinite(gradient)) and np.all(np.isfinite(hessian))):
             found = ["the deviance's derivatives at the optimum are not finite"]

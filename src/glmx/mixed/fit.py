@@ -26,20 +26,24 @@ from glmx.errors import ConvergenceError, DataError, FamilyError
 from glmx.families import get_family
 from glmx.families.base import Family
 from glmx.mixed.blocked import BlockedFactor, Structure
+from glmx.mixed.certify import Layout, OptimizerInfo, certified_minimum
 from glmx.mixed.checks import check_fitted, check_optimum
 from glmx.mixed.glmm import GeneralizedLinearMixedModel
 from glmx.mixed.lmm import LinearMixedModel
 from glmx.mixed.optimize import (
     OptimizeResult,
     Progress,
+    bobyqa,
     deriv12,
     hessian_from_gradient,
     minimize_bounded,
+    minimize_scaled,
 )
 from glmx.mixed.pirls import PirlsResult, RowModel
 from glmx.mixed.problem import HIDDEN as _HIDDEN
 from glmx.mixed.problem import Problem, build_problem, condvar_by_group, unsort
 from glmx.mixed.reterms import ReTerms, r_column_name
+from glmx.mixed.starts import moment_start
 
 Array = NDArray[np.float64]
 
@@ -94,6 +98,7 @@ class MixedFit:
     reterms: ReTerms
     gradient: Array | None = None
     hessian: Array | None = None
+    optimizer: OptimizerInfo | None = None  # what the optimizer tried; lme4's optinfo
     # lme4's devFunOnly: theta -> deviance (LMM: ML or REML criterion), (theta, beta) ->
     # -2 log-likelihood (GLMM); and its analytic gradient where there is one
     deviance_function: Callable[[Array], float] | None = field(default=None, repr=False)
@@ -145,6 +150,8 @@ def fit_mixed(
     if not lmm:
         _check_nagq(prob, int(nagq))
     theta0, beta0 = _start(start, prob)
+    start_label = "default" if start is None else "user"
+
     dense = prob.structure.q2 + prob.X.shape[1] + 1
     # the engines test every value they use for finiteness: numpy's own floating-point
     # warnings along the way (an overflow at a trial point) say nothing to a user
@@ -152,9 +159,11 @@ def fit_mixed(
         try:
             if lmm:
                 reml = True if reml is None else bool(reml)
-                fit = _fit_lmm(formula, prob, fam, reml, theta0, progress, max_iter)
+                fit = _fit_lmm(formula, prob, fam, reml, theta0, progress, max_iter, start_label)
             else:
-                fit = _fit_glmm(formula, prob, fam, int(nagq), theta0, beta0, progress, max_iter)
+                fit = _fit_glmm(
+                    formula, prob, fam, int(nagq), theta0, beta0, progress, max_iter, start_label
+                )
         except np.linalg.LinAlgError:
             raise ConvergenceError(_NO_FIT) from None
     if not (np.isfinite(fit.loglik) and np.all(np.isfinite(fit.coef.to_numpy()))):
@@ -244,6 +253,7 @@ def _assemble(
     hessian: Array | None,
     devfun: Callable[[Array], float],
     gradfun: Callable[[Array], Array] | None = None,
+    info: OptimizerInfo | None = None,
 ) -> MixedFit:
     """The fit's record; ``gradient`` and ``hessian`` are over the parameters the optimizer
     saw (fixed effects of X / x_scale), as are lme4's checks; the record keeps them, and the
@@ -251,7 +261,9 @@ def _assemble(
     s = prob.structure
     rt = s.reterms  # sorted rows: the same terms, levels and u layout as prob.reterms
     n, p = prob.X.shape
-    checks = check_optimum(theta, rt.lower, gradient, hessian, rt.n_theta, opt.converged)
+    checks = check_optimum(
+        theta, rt.lower, gradient, hessian, rt.n_theta, opt.converged, rt=rt, info=info
+    )
     edge = check_fitted(fam, prob.y, prob.pw, mu, prob.fixed_terms.response)
     pscale = np.concatenate([np.ones(rt.n_theta), prob.x_scale])
     if gradient is not None:
@@ -308,6 +320,7 @@ def _assemble(
         hessian=hessian,
         deviance_function=devfun,
         gradient_function=gradfun,
+        optimizer=info,
     )
 
 
@@ -319,15 +332,43 @@ def _fit_lmm(
     theta0: Array,
     progress: Progress | None,
     max_iter: int,
+    start_label: str = "default",
 ) -> MixedFit:
     rt = prob.structure.reterms
     sc = prob.x_scale
     model = LinearMixedModel(
         prob.structure, prob.X_scaled, prob.y, prob.pw, prob.offset, reml=reml, x_scale=sc
     )
-    opt = minimize_bounded(model.deviance, theta0, rt.lower, progress=progress, max_iter=max_iter)
+    lay = Layout.of(rt)
+
+    def run(x: Array) -> OptimizeResult:
+        return bobyqa(model.deviance, x, rt.lower, progress=progress, max_eval=max_iter)
+
+    def derivatives(x: Array) -> tuple[Array, Array]:
+        return deriv12(model.deviance, x, rt.lower)
+
+    def other_starts(_best: Array) -> list[tuple[str, Array]]:
+        out = [] if start_label == "default" else [("default", rt.theta_start)]
+        m = moment_start(rt, prob.X_scaled, prob.y - prob.offset)
+        return out if m is None else [*out, ("moment", m)]
+
+    cert = certified_minimum(
+        run,
+        model.deviance,
+        derivatives,
+        theta0,
+        rt.lower,
+        lay,
+        method="BOBYQA",
+        start_label=start_label,
+        other_starts=other_starts,
+    )
+    opt = cert.result
     est = model.estimates(opt.x)
-    g, H = deriv12(model.deviance, est.theta, rt.lower)
+    if cert.gradient is not None and cert.hessian is not None:
+        g, H = cert.gradient, cert.hessian
+    else:
+        g, H = deriv12(model.deviance, est.theta, rt.lower)
     beta = est.beta / sc
     eta = prob.X @ beta + prob.offset + prob.structure.Zt_u(est.theta, est.u)
     return _assemble(
@@ -346,10 +387,11 @@ def _fit_lmm(
         eta=eta,
         mu=eta,
         opt=opt,
-        n_feval=opt.n_feval,
+        n_feval=cert.info.n_feval,
         gradient=g,
         hessian=H,
         devfun=model.deviance,
+        info=cert.info,
     )
 
 
@@ -362,6 +404,7 @@ def _fit_glmm(
     beta0: Array | None,
     progress: Progress | None,
     max_iter: int,
+    start_label: str = "default",
 ) -> MixedFit:
     s = prob.structure
     rt = s.reterms
@@ -377,23 +420,86 @@ def _fit_glmm(
         max_iter=max_iter,
         stage0_only=nagq == 0,
     )
-    theta, beta, res = opt_res.theta, opt_res.beta, opt_res.modes  # beta of X / x_scale
+    lay = Layout.of(rt)
+    p = Xs.shape[1]
+    lo = np.concatenate([rt.lower, np.full(p, -np.inf)])
+    if nagq == 0:  # lme4's nAGQ = 0: theta alone, beta at its joint mode with u
+        jac0 = model.gradient0 if rows.canonical else None
+
+        def run0(x: Array) -> OptimizeResult:
+            return minimize_bounded(
+                model.deviance0,
+                x,
+                rt.lower,
+                jac=jac0,
+                progress=progress,
+                max_iter=max_iter,
+                polish=False,
+            )
+
+        cert = certified_minimum(
+            run0,
+            model.deviance0,
+            None,
+            opt_res.theta,
+            rt.lower,
+            lay,
+            method=_method(jac0 is not None),
+            start_label=start_label,
+            other_starts=lambda _x: _default_start(rt, start_label, None),
+            first=opt_res.stage0,
+        )
+        theta = cert.result.x
+        beta = model.joint_modes(theta).beta
+    else:
+        sd = np.std(Xs, axis=0)
+        scale = np.concatenate([np.ones(rt.n_theta), np.where(sd > 0, sd, 1.0)])
+        jac = model.gradient if model.has_gradient else None
+
+        def run(x: Array) -> OptimizeResult:
+            return minimize_scaled(
+                model.deviance, x, lo, scale, jac=jac, progress=progress, max_iter=max_iter
+            )
+
+        def derivatives(x: Array) -> tuple[Array, Array]:
+            if model.has_gradient:
+                return model.gradient(x), hessian_from_gradient(model.gradient, x, lo)
+            return deriv12(model.deviance, x, lo)
+
+        first = opt_res.stage1
+        first.x = np.concatenate([opt_res.theta, opt_res.beta])
+        cert = certified_minimum(
+            run,
+            model.deviance,
+            derivatives,
+            first.x,
+            lo,
+            lay,
+            method=_method(jac is not None),
+            start_label=start_label,
+            other_starts=lambda best: _default_start(rt, start_label, best[rt.n_theta :]),
+            first=first,
+        )
+        theta, beta = cert.result.x[: rt.n_theta], cert.result.x[rt.n_theta :]
+    res = model.modes(theta, beta)
+    deviance = model.deviance_at(res, theta)
     x = np.concatenate([theta, beta])
-    lo = np.concatenate([rt.lower, np.full(beta.size, -np.inf)])
     g: Array | None = None
     H: Array | None = None
     if nagq == 0:  # no derivatives at lme4's nAGQ = 0 fit: vcov from R_X, as lme4
         pass
+    elif cert.gradient is not None and cert.hessian is not None:
+        g, H = cert.gradient, cert.hessian
     elif model.has_gradient:
         g = model.gradient(x)
-        H = opt_res.stage1.hessian
+        H = cert.result.hessian
         if H is None:
             H = hessian_from_gradient(model.gradient, x, lo)
     else:
         g, H = deriv12(model.deviance, x, lo)
     model.modes(theta, beta)  # leave the warm start at the optimum
     vcov = _glmm_vcov(H, rt.n_theta, s, rows, Xs, theta, res) / np.outer(sc, sc)
-    opt = opt_res.stage1 if nagq > 0 else opt_res.stage0
+    opt = cert.result
     pscale = np.concatenate([np.ones(rt.n_theta), sc])
 
     def devfun(x: Array) -> float:
@@ -414,16 +520,27 @@ def _fit_glmm(
         sigma=1.0,
         factor=res.factor,
         vcov=vcov,
-        m2ll=opt_res.deviance,
+        m2ll=deviance,
         eta=res.eta,
         mu=res.mu,
         opt=opt,
-        n_feval=opt_res.stage0.n_feval + opt_res.stage1.n_feval,
+        n_feval=(opt_res.stage0.n_feval if nagq > 0 else 0) + cert.info.n_feval,
         gradient=g,
         hessian=H,
         devfun=devfun,
         gradfun=gradfun if model.has_gradient else None,
+        info=cert.info,
     )
+
+
+def _method(gradient: bool) -> str:
+    return "L-BFGS-B (analytic gradient)" if gradient else "BOBYQA"
+
+
+def _default_start(rt: ReTerms, start_label: str, beta: Array | None) -> list[tuple[str, Array]]:
+    """lme4's default theta as a restart, where the first run started elsewhere."""
+    x = rt.theta_start if beta is None else np.concatenate([rt.theta_start, beta])
+    return [("default theta", x)]
 
 
 def _glmm_vcov(
@@ -442,7 +559,7 @@ def _glmm_vcov(
             raise np.linalg.LinAlgError("no Hessian")
         V = np.linalg.inv(H)[n_theta:, n_theta:]
         V = V + V.T
-        if np.all(np.isfinite(V)) and np.linalg.eigvalsh(V)[0] > 0:
+        if V.size == 0 or (np.all(np.isfinite(V)) and np.linalg.eigvalsh(V)[0] > 0):
             return np.asarray(V, dtype=np.float64)
     except np.linalg.LinAlgError:
         pass

@@ -1,8 +1,11 @@
 """Bounded minimization of a mixed model's deviance, its derivatives and lme4's checks.
 
-The optimizer is L-BFGS-B (analytic gradient where the objective has one, central finite
-differences otherwise) followed by a few projected Newton steps with a finite-difference
-Hessian, which take the optimum to the accuracy of the deviance itself.  The derivatives
+Without a gradient the optimizer is BOBYQA (Powell's derivative-free bounded trust-region
+method, from NLopt, as lme4 and MixedModels.jl use it): a quadratic model of the deviance
+built from its values, a few dozen evaluations for a handful of parameters.  With an
+analytic gradient (GLMMs with a canonical link) it is L-BFGS-B.  Either is followed by a
+few projected Newton steps with a finite-difference Hessian, which take the optimum to the
+accuracy of the deviance itself.  The derivatives
 at the end are lme4's ``deriv12`` (central differences, delta 1e-4, one-sided at a bound)
 and feed lme4's convergence checks (``checkConv``): a scaled gradient above 0.002 or a
 Hessian that is not positive definite warns.
@@ -39,6 +42,70 @@ class OptimizeResult:
     gradient: Array | None = None
     hessian: Array | None = None
     history: list[float] = field(default_factory=list)
+
+
+# BOBYQA's stopping rule: the trust region's radius below XTOL (parameters of order one),
+# or a step that changes the deviance by less than FTOL_REL of its size
+BOBYQA_XTOL = 1e-7
+BOBYQA_FTOL_REL = 1e-13
+
+
+def bobyqa(
+    fun: Objective,
+    x0: Array,
+    lower: Array,
+    step: Array | None = None,
+    max_eval: int = 10_000,
+    progress: Progress | None = None,
+    xtol: float = BOBYQA_XTOL,
+) -> OptimizeResult:
+    """Minimize fun over x >= lower by NLopt's BOBYQA from x0; ``step`` is the initial
+    trust-region radius per parameter (0.2, or a fifth of |x0| where that is larger)."""
+    import nlopt
+
+    counted = fun if isinstance(fun, _Counted) else _Counted(fun)
+    n_start = counted.n
+    lower = np.asarray(lower, dtype=float)
+    x0 = np.maximum(np.asarray(x0, dtype=float), lower)
+    if step is None:
+        step = np.maximum(0.2, 0.2 * np.abs(x0))
+    history: list[float] = []
+
+    def objective(x: Array, grad: Array) -> float:
+        f = counted(x)
+        history.append(f)
+        if progress is not None:
+            progress(len(history), f)
+        return f
+
+    opt = nlopt.opt(nlopt.LN_BOBYQA, x0.size)
+    opt.set_min_objective(objective)
+    opt.set_lower_bounds(lower)
+    opt.set_upper_bounds(np.full(x0.size, np.inf))
+    opt.set_initial_step(np.asarray(step, dtype=float))
+    opt.set_xtol_abs(xtol)
+    opt.set_ftol_rel(BOBYQA_FTOL_REL)
+    opt.set_maxeval(max_eval)
+    converged, message = True, "BOBYQA: the trust region shrank to its tolerance"
+    try:
+        opt.optimize(x0)
+        code = opt.last_optimize_result()
+        if code == nlopt.MAXEVAL_REACHED:
+            converged, message = False, f"BOBYQA: {max_eval} evaluations reached"
+    except nlopt.RoundoffLimited:
+        message = "BOBYQA: stopped by rounding errors"
+    except (RuntimeError, ValueError) as e:  # NLopt's generic failure: keep the best point
+        converged, message = False, f"BOBYQA failed: {e}"
+    x = counted.best_x if counted.best_x is not None else x0
+    return OptimizeResult(
+        x=np.asarray(x, dtype=float),
+        fun=float(counted.best_f),
+        n_iter=len(history),
+        n_feval=counted.n - n_start,
+        converged=converged,
+        message=message,
+        history=history,
+    )
 
 
 class _Counted:

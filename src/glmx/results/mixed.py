@@ -104,7 +104,28 @@ class MixedResults:
 
     @property
     def singular(self) -> bool:
+        """lme4's ``isSingular``: a diagonal element of a relative covariance factor below
+        1e-4 (a variance at 0, or a correlation at +-1)."""
         return bool(self._core.singular)
+
+    @cached_property
+    def singular_parameters(self) -> tuple[str, ...]:
+        """What sits on the boundary, by lme4's names of the variance components:
+        ``"sd_x|g = 0"``, ``"cor_x.(Intercept)|g = +1"``; empty for an interior fit."""
+        from glmx.mixed.checks import boundary_parameters
+
+        if not self.singular:
+            return ()
+        return tuple(boundary_parameters(self.theta, self._core.reterms))
+
+    @property
+    def optimizer_info(self) -> Any:
+        """What the optimizer did (lme4's ``optinfo``): ``method``, ``n_feval``,
+        ``n_check`` (evaluations by the optimum's certificate), ``certified``,
+        ``message``, ``attempts`` (each start tried: its label, objective, evaluations
+        and the parameters at their bound where it ended) and ``boundary``; None where
+        the fit has no such record."""
+        return getattr(self._core, "optimizer", None)
 
     # --- fit statistics ------------------------------------------------------------------
     @property
@@ -212,7 +233,8 @@ class MixedResults:
         if type == "response":
             return y - mu
         if type == "pearson":
-            return (y - mu) * np.sqrt(w / self.family.variance(mu))
+            with np.errstate(divide="ignore", invalid="ignore"):  # mu on the edge: inf, as R
+                return (y - mu) * np.sqrt(w / self.family.variance(mu))
         if type == "deviance":
             d = w * self.family.unit_deviance(y, mu)
             return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))

@@ -139,16 +139,35 @@ class MixedSummary:
         fit = self.fit
         lines = self._title() + self._criteria() + self._scaled_residuals()
         lines += self._random_effects() + self._fixed_effects() + self._correlation()
-        if fit.singular:
-            lines += [
-                "optimizer: boundary (singular) fit: see 'Singular fits' in docs/mixed-models.md"
-            ]
+        lines += self._optimizer()
         for msg in fit.warnings:
             lines.append(f"Warning: {msg}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return str(self)
+
+    def _optimizer(self) -> list[str]:
+        """lme4's closing lines: a singular fit said plainly, naming what sits on the
+        boundary, and the starts the optimizer tried when there were several."""
+        fit = self.fit
+        info = fit.optimizer_info
+        lines: list[str] = []
+        method = f" ({info.method})" if info is not None else ""
+        if fit.singular:
+            where = ", ".join(fit.singular_parameters) or "a variance component"
+            lines.append(
+                f"optimizer{method}: boundary (singular) fit: {where}; "
+                "see 'Singular fits' in docs/mixed-models.md"
+            )
+        if info is not None and len(info.attempts) > 1:
+            best = min(a.objective for a in info.attempts)
+            tried = "; ".join(
+                f"{a.start}: {a.objective:.4f}{' (best)' if a.objective == best else ''}"
+                for a in info.attempts
+            )
+            lines.append(f"optimizer starts tried (objective): {tried}")
+        return lines
 
     def _repr_html_(self) -> str:
         fit = self.fit
