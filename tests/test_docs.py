@@ -137,10 +137,20 @@ def check_mixed(ns: dict, tmp_path: Path) -> None:
     assert ns["laplace"].varcorr["sdcor"].iloc[0] == pytest.approx(0.642064, rel=1e-2)
 
 
+def check_formulas(ns: dict, tmp_path: Path) -> None:
+    # R: coef(glm(Claims ~ District + Group + Age + offset(log(Holders)), poisson,
+    #             MASS::Insurance)): Group.L 0.4297075387, Age.C -0.0167367565
+    assert ns["poly"].coef["Group.L"] == pytest.approx(0.4297075387, abs=1e-9)
+    assert ns["poly"].coef["Age.C"] == pytest.approx(-0.0167367565, abs=1e-9)
+    # R: the same with C(Group, contr.treatment): C(Group, contr.treatment)4 0.56341234112
+    assert ns["treatment"].coef.iloc[6] == pytest.approx(0.56341234112, abs=1e-9)
+
+
 CHECKS = {
     "index.md": check_index,
     "choosing-a-model.md": check_choosing,
     "families.md": check_families,
     "diagnostics.md": check_diagnostics,
     "mixed-models.md": check_mixed,
+    "formulas.md": check_formulas,
 }

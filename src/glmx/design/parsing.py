@@ -34,7 +34,7 @@ MAX_POWER = 100  # the largest exponent of (a + b)**k
 MAX_TERMS = 10_000  # terms one power may expand to
 
 # R spellings with a glmx equivalent: the hint given with "unknown function"
-_FACTOR_HINT = "use C({arg}) for a factor (C({arg}, contr.treatment) for treatment contrasts)"
+_FACTOR_HINT = "use C({arg}) for a factor"
 _SPLINE_HINT = (
     "for a natural spline use cr({arg}, df=...) (natural cubic regression spline) "
     "or bs({arg}, df=...) (B-spline)"
