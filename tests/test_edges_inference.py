@@ -104,6 +104,11 @@ def test_bundled_insurance_fits_as_r_with_district_a_factor() -> None:
         "District[T.3]",
         "District[T.4]",
     ]
+    # R (epsilon = 1e-12): coef(): District2..4, then contr.poly's Group.L/Q/C, Age.L/Q/C
+    r_coef = [-1.810507833, 0.02586819091, 0.0385239271, 0.234205328, 0.4297075387]
+    r_coef += [0.004632435144, -0.02929432215, -0.3944318082, -0.0003549709061, -0.01673675652]
+    np.testing.assert_allclose(fit.coef, r_coef, rtol=1e-8, atol=1e-10)
+    assert list(fit.coef.index[4:]) == ["Group.L", "Group.Q", "Group.C", "Age.L", "Age.Q", "Age.C"]
 
 
 def test_bundled_cbpp_herds_come_in_numeric_order() -> None:
