@@ -458,7 +458,7 @@ def _check_boundary_fits(
                 f"{', '.join(repr(c) for c in sep.columns)} are infinite "
                 f"({sep.n_separated} observation(s) perfectly predicted; fitted "
                 "probabilities numerically 0 or 1). Their estimates and standard errors are "
-                "not meaningful; consider penalized (Firth) regression or dropping the predictors",
+                'not meaningful; fit by Firth\'s penalized likelihood (method="firth") or drop the predictors',
                 SeparationWarning,
                 stacklevel=4,
             )
