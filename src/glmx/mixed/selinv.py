@@ -108,7 +108,9 @@ class SelectedInverse:
         qs = s.q_stages
         i, j = np.broadcast_arrays(np.asarray(i, dtype=np.intp), np.asarray(j, dtype=np.intp))
         shape = i.shape
-        i, j = i.ravel(), j.ravel()
+        q = s.reterms.q
+        keys, back = np.unique(i.ravel().astype(np.int64) * q + j.ravel(), return_inverse=True)
+        i, j = (keys // q).astype(np.intp), (keys % q).astype(np.intp)  # each entry once
         out = np.zeros(i.size)
         si, sj = i < qs, j < qs
         both = si & sj
@@ -124,4 +126,4 @@ class SelectedInverse:
             tt = ~si & ~sj
             if tt.any():
                 out[tt] = self._tail_inverse[i[tt] - qs, j[tt] - qs]
-        return out.reshape(shape)
+        return out[back.ravel()].reshape(shape)

@@ -153,7 +153,29 @@ class Structure:
             lines.append(
                 f"  {where}: {b.kind} {b.shape[0]:,} x {b.shape[1]:,}, nnz {b.nnz:,}{fill}"
             )
+        update, dense = self.work(p)
+        lines.append(
+            f"  work per evaluation, about {update / 1e6:,.1f} Mflop in sparse updates, "
+            f"{dense / 1e6:,.1f} Mflop in the dense Cholesky (independent of n)"
+        )
         return "\n".join(lines)
+
+    def work(self, p: int) -> tuple[float, float]:
+        """Floating-point operations of one factorization: the stages' updates of the
+        blocks to their right (products of column counts of the sparse blocks) and the
+        dense tail's Cholesky, (q_tail + p)^3 / 3."""
+        S, K = self.n_stages, self.K
+        update = 0.0
+        for s in range(S):
+            cols = [
+                np.diff(self.pairs[(i, s)].level_pattern().tocsc().indptr).astype(np.float64)
+                * self.k[i]
+                for i in range(s + 1, K)
+            ]
+            total = np.sum(cols, axis=0) if cols else np.zeros(1)
+            update += float(np.dot(total, total)) * self.k[s] ** 2  # sum_l c_l^2 k_s^2
+            update += float(self.m[s] * self.k[s] ** 3)
+        return update, float(self.q_tail + p) ** 3 / 3.0
 
     # --- cross-products -------------------------------------------------------------
     def gram(self, w: Array, DT: Array) -> Gram:
