@@ -7,6 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# `pytest --hypothesis-profile=deep`: thousands of random examples in the fuzz suite
+# (tests/test_fuzz.py scales its example counts by 20 under this profile)
+settings.register_profile("deep", max_examples=5000, deadline=10_000, print_blob=True)
 
 
 @pytest.fixture(scope="module")

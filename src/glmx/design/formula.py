@@ -311,6 +311,12 @@ def build_model_frame(
                 f"{int(keep.sum())} rows used; a factor needs two or more levels"
             )
     if built is None:
+        odd = [str(c) for c, t in getattr(mm, "dtypes", {}).items() if t.kind in "cmM"]
+        if odd:  # numpy would drop imaginary parts or count nanoseconds silently
+            raise DataError(
+                f"design column(s) {', '.join(map(repr, odd))} hold complex numbers, dates or "
+                "durations; convert them to real numbers first (e.g. .dt.total_seconds())"
+            )
         X = (
             np.asarray(mm.to_numpy(dtype=float))
             if hasattr(mm, "to_numpy")
@@ -391,7 +397,7 @@ def _check_finite(X: Array, names: list[str], index: pd.Index) -> None:
         i = int(np.flatnonzero(bad[:, j])[0])
         raise DataError(
             f"design column {names[j]!r} has {int(bad[:, j].sum())} non-finite value(s) "
-            f"(first at row {index[i]!r}: {X[i, j]!r})"
+            f"(first at row {index[i]!r}: {float(X[i, j])!r})"
         )
 
 

@@ -82,7 +82,8 @@ class Gaussian(Family):
         pos = weights > 0
         n = float(np.sum(freq_weights[pos]))
         sum_log_w = float(np.sum(freq_weights[pos] * np.log(weights[pos])))
-        return -0.5 * (n * (np.log(2 * np.pi * deviance / n) + 1.0) - sum_log_w)
+        with np.errstate(divide="ignore"):  # an exact fit (deviance 0): +inf, as R
+            return -0.5 * (n * (np.log(2 * np.pi * deviance / n) + 1.0) - sum_log_w)
 
     def starting_mu(self, y: Array, weights: Array) -> Array:
         if self.link.name in ("log", "inverse") and np.any(y <= 0):
@@ -269,6 +270,8 @@ class Gamma(Family):
         # statsmodels uses the Pearson scale here and so reports a different AIC; glmx is R's.
         wt = weights * freq_weights
         disp = deviance / float(np.sum(wt))
+        if disp == 0.0:  # an exact fit: R's dgamma(y, Inf, scale = 0) is NaN
+            return np.nan
         shape = 1.0 / disp
         scale = mu * disp
         logpdf = (
@@ -307,9 +310,10 @@ class InverseGaussian(Family):
         wt = weights * freq_weights
         sw = float(np.sum(wt))
         pos = wt > 0
-        m2ll = sw * (1.0 + np.log(2 * np.pi * deviance / sw)) + 3.0 * np.sum(
-            wt[pos] * np.log(y[pos])
-        )
+        with np.errstate(divide="ignore"):  # an exact fit (deviance 0): +inf, as R
+            m2ll = sw * (1.0 + np.log(2 * np.pi * deviance / sw)) + 3.0 * np.sum(
+                wt[pos] * np.log(y[pos])
+            )
         return -0.5 * float(m2ll)
 
     def invalid_response(self, y: Array, weights: Array) -> tuple[NDArray[np.bool_], str] | None:

@@ -125,7 +125,8 @@ def _cameron_trivedi(fit: GLMResults) -> tuple[float, float, float]:
     n = float(np.sum(n_i))
     mean = float(np.sum(n_i * a)) / n
     sd = float(np.sqrt(np.sum(n_i * (a - mean) ** 2) / (n - 1.0)))
-    z = np.sqrt(n) * mean / sd
+    with np.errstate(divide="ignore", invalid="ignore"):  # sd 0: one row, an exact fit
+        z = np.sqrt(n) * mean / sd
     return (mean + 1.0, float(z), float(stats.norm.sf(z)))
 
 

@@ -119,7 +119,8 @@ def plan_model(
             "out-of-core fit cannot give them; compute the column(s) beforehand"
         )
     for factor in spec.factor_contrasts:
-        if not _variables(f"{factor} ~ 1", "factor") <= found.levels.keys():
+        bare = str(factor) in found.levels  # a column named e.g. `grp-1`, not an expression
+        if not bare and not _variables(f"{factor} ~ 1", "factor") <= found.levels.keys():
             raise FormulaError(
                 f"factor {str(factor)!r} is a numeric column made a factor in the formula; in "
                 "an out-of-core fit the column must hold strings or categories"

@@ -62,6 +62,8 @@ class Factorization(_KeptColumns):
     def inverse(self) -> Array:
         """(X'WX)^{-1} on the kept columns (rank x rank)."""
         d = self.scale[self.kept]
+        if d.shape[0] == 0:  # no columns (y ~ 0): LAPACK refuses an empty matrix
+            return np.zeros((0, 0))
         # (R'R)^{-1} from the Cholesky factor (LAPACK potri; its upper triangle)
         upper, info = lapack.dpotri(self.R, lower=0)
         if info != 0:

@@ -34,7 +34,7 @@ def detect_separation(
 
     use = weights > 0
     n = int(use.sum())
-    if n == 0 or n > max_rows:
+    if n == 0 or n > max_rows or not kept.any():  # no rows, or no columns (y ~ 0)
         return None
     idx = np.flatnonzero(use)
     A = X.rows(idx)[:, kept]

@@ -1,0 +1,466 @@
+"""The fuzz suite of issue 15, item 14: random frames, formulas, families, links, weights,
+offsets and sources (tests/fuzz_strategies.py), with four invariants:
+
+(a) every call returns a result or raises a ``glmx.GlmxError`` (warnings: ``GlmxWarning``
+    subclasses only), whose message holds no ``np.float64``, ANSI escape or traceback;
+(b) nothing runs past a few seconds on small data (hypothesis deadlines of 5 s);
+(c) a fit with ``converged=True`` satisfies its own optimality check: the Newton decrement
+    U'(X'WX)^{-1}U below 1e-8 (|deviance| + 0.1), KKT at an edge of the valid region;
+(d) the same model through each source (pandas, polars, Arrow, dict, Parquet file,
+    Parquet directory with stray files, Dask with empty and drifting partitions, a saved
+    model file, the command line) gives the same numbers to 1e-8.
+
+The default profile runs a few hundred examples per invariant, derandomized (the same
+examples on every run); ``pytest --hypothesis-profile=deep tests/test_fuzz.py`` draws
+thousands at random.  Each failure found is kept below as an ``@example``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
+
+import glmx
+from fuzz_strategies import (
+    FAMILIES,
+    FAMILY_ALIASES,
+    Case,
+    build_frame,
+    call,
+    cases,
+    check_message,
+    clean_cases,
+    column_names,
+    formula_for,
+    glm_kwargs,
+    glmm_cases,
+    honest,
+    newton_decrement,
+    quoted,
+    rel,
+    to_container,
+)
+from glmx.cli import main as cli_main
+from glmx.errors import DataError, GlmxError
+
+DEEP = settings.get_current_profile_name() == "deep"
+RTOL = 1e-8
+
+
+def fuzz(n: int) -> settings:
+    """n examples (x20 under the deep profile), 5 s a call; derandomized unless deep."""
+    return settings(
+        max_examples=n * 20 if DEEP else n,
+        deadline=5000,
+        derandomize=not DEEP,
+        database=None if not DEEP else settings.default.database,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+            HealthCheck.data_too_large,
+        ],
+    )
+
+
+def certified(fit: Any) -> None:
+    """Invariant (c) for a GLM that says it converged."""
+    assert np.isfinite(fit.deviance), f"converged with deviance {fit.deviance}"
+    kept = ~fit.aliased.to_numpy()
+    assert np.isfinite(fit.coef.to_numpy()[kept]).all(), f"converged with {fit.coef}"
+    dec = newton_decrement(fit)
+    assert dec <= 1e-8 * (abs(fit.deviance) + 0.1), (
+        f"converged=True but the Newton decrement is {dec:.3g} (deviance {fit.deviance!r})"
+    )
+
+
+# ------------------------------------------------------------------ (a), (b), (c): glm
+@fuzz(300)
+@given(case=cases())
+# y ~ 0, an empty model: LAPACK's potri refused the 0 x 0 matrix (LinAlgError)
+@example(case=Case(n=1, terms=(), intercept=False))
+# a negative weight was printed as np.float64(-1.0) (glmx/fitting.py)
+@example(case=Case(n=1, weights="negative"))
+# one row, an exact gaussian fit: numpy's divide-by-zero warning from log(deviance 0)
+@example(case=Case(n=1))
+# y ~ 0 + offset, binomial: the separation check took the max of an empty matrix
+@example(case=Case(n=1, family="binomial", terms=(), offset="huge", intercept=False))
+# poisson y ~ 1 on two equal counts: the dispersion test divided by a zero sd
+@example(case=Case(n=2, family="poisson", terms=()))
+# gamma, one row: dispersion 0, ZeroDivisionError in the log-likelihood (R: NaN)
+@example(case=Case(n=1, family="gamma"))
+# inverse gaussian, one row: numpy's divide-by-zero warning from log(deviance 0)
+@example(case=Case(n=1, family="inverse_gaussian", terms=()))
+# complex numbers: numpy's ComplexWarning, imaginary parts dropped silently
+@example(case=Case(n=5, x_dtype="complex128"))
+# durations: fitted in nanoseconds, then predict() refused the same frame
+@example(case=Case(n=5, x_dtype="timedelta64[ns]"))
+# scale() of a constant column: np.float64(inf) in the message (design/formula.py)
+@example(case=Case(n=2, terms=("scale({x})",), scale=1e-300))
+def test_glm_on_random_frames_formulas_families_is_honest(case: Case) -> None:
+    df = build_frame(case)
+    data = to_container(df, case.container)
+    formula = formula_for(case)
+    kw = glm_kwargs(case, df)
+    fit = call(glmx.glm, formula, data, **kw)
+    if fit is None:
+        return
+    with honest():
+        str(fit.summary())
+        fit.coef_table  # noqa: B018 - computed on access
+        fit.confint(method="wald")
+    # a model predicts the data it was fitted on (rows it dropped: NaN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", glmx.GlmxWarning)
+        pred = fit.predict(data, offset=kw.get("offset") if case.offset == "array" else None)
+    assert len(pred) == len(df)
+    if fit.converged:
+        certified(fit)
+
+
+# ------------------------------------------------------------------ (a), (b): glmm
+@fuzz(120)
+@given(drawn=glmm_cases())
+# no fixed effects, y ~ (1 | g) + 0: IndexError on the empty covariance (mixed/fit.py)
+@example(
+    drawn=(
+        Case(n=20, seed=1, n_levels=2, family="binomial", terms=(), intercept=False),
+        ("(1 | {g})",),
+        1,
+    )
+)
+# two rows fitted exactly: numpy's divide-by-zero warning in the Pearson residuals
+@example(drawn=(Case(n=2, seed=4, n_levels=2, family="binomial", terms=()), ("(1 | {g}/{h})",), 1))
+def test_glmm_on_random_frames_and_random_effects_is_honest(
+    drawn: tuple[Case, tuple[str, ...], int],
+) -> None:
+    case, re_terms, nagq = drawn
+    df = build_frame(case)
+    data = to_container(df, case.container)
+    formula = formula_for(case, re_terms)
+    kw = glm_kwargs(case, df)
+    fit = call(glmx.glmm, formula, data, nagq=nagq, **kw)
+    if fit is None:
+        return
+    with honest():
+        str(fit.summary())
+        fit.varcorr  # noqa: B018
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", glmx.GlmxWarning)
+        pred = fit.predict(data, offset=kw.get("offset") if case.offset == "array" else None)
+    assert len(pred) == len(df)
+    if fit.converged:  # an honest claim: finite estimates and likelihood
+        assert np.isfinite(fit.loglik), f"converged with loglik {fit.loglik}"
+        assert np.isfinite(fit.coef.to_numpy()).all() or fit.coef.isna().any()
+        assert np.isfinite(np.asarray(fit.theta, dtype=float)).all(), fit.theta
+
+
+# ------------------------------------------------------------------ (a): formula text
+FORMULA_FRAME = pd.DataFrame(
+    {
+        "y": [0.0, 1.0, 3.0, 2.0, 5.0, 1.0, 0.0, 4.0, 2.0, 3.0, 1.0, 2.0],
+        "x": np.linspace(0.5, 3.0, 12),
+        "z": np.tile([1.0, -1.0, 2.0], 4),
+        "g": list("abcabcabcabc"),
+        "h": list("ppqqrrppqqrr"),
+    }
+)
+TOKENS = (
+    ["y", "x", "z", "g", "h", "1", "0", "-1", "2", "3", "30", "1e400", "2.5", "`x`"]
+    + ["+", "-", "*", "/", ":", "**", "^", "|", "||", "~", "%in%", "(", ")", ",", "="]
+    + ["log(", "exp(", "sqrt(", "I(", "C(", "poly(", "bs(", "cr(", "scale(", "center("]
+    + ["offset(", "cbind(", "factor(", "ns(", "np.log(", "df=3", "contr.sum", "'a'", " "]
+    + ["__class__", ".", "[", "]", "lambda", "\n", "#", "\\", "\x00", "é", ">", "=="]
+)
+
+
+@fuzz(300)
+@given(
+    tokens=st.lists(st.sampled_from(TOKENS), min_size=0, max_size=12),
+    tilde=st.booleans(),
+    mixed=st.booleans(),
+)
+@example(tokens=["(", "x", "+", "z", ")", "**", "30"], tilde=True, mixed=False)
+@example(tokens=["(", "1", "|", "g", ")"], tilde=True, mixed=False)
+@example(tokens=["factor(", "g", ")"], tilde=True, mixed=False)
+def test_any_formula_text_is_a_result_or_a_formula_error(
+    tokens: list[str], tilde: bool, mixed: bool
+) -> None:
+    text = ("y ~ " if tilde else "") + " ".join(tokens)
+    if mixed:
+        call(glmx.glmm, text, FORMULA_FRAME, family="poisson")
+    else:
+        call(glmx.glm, text, FORMULA_FRAME, family="poisson")
+
+
+# ------------------------------------------------------------------ (d): in-memory sources
+def same_fit(fit: Any, ref: Any, what: str) -> None:
+    assert list(fit.coef.index) == list(ref.coef.index), what
+    assert rel(fit.coef, ref.coef) < RTOL, (what, fit.coef, ref.coef)
+    assert rel(fit.se, ref.se) < RTOL, (what, fit.se, ref.se)
+    for name in ("deviance", "null_deviance", "aic", "dispersion"):
+        assert rel(getattr(fit, name), getattr(ref, name)) < RTOL, (what, name)
+    assert fit.nobs == ref.nobs and fit.n_dropped == ref.n_dropped, what
+
+
+def reference_fit(case: Case) -> tuple[pd.DataFrame, str, dict[str, Any], Any]:
+    df = build_frame(case)
+    formula = formula_for(case)
+    kw = glm_kwargs(case, df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", glmx.GlmxWarning)
+        ref = call(glmx.glm, formula, df, **kw)
+    if ref is not None and (not ref.converged or ref.warnings):
+        ref = None  # separation, boundary: the estimates are not unique to 1e-8
+    return df, formula, kw, ref
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli_main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+@fuzz(50)
+@given(case=clean_cases())
+def test_in_memory_sources_saved_models_and_cli_agree(case: Case) -> None:
+    df, formula, kw, ref = reference_fit(case)
+    if ref is None:
+        return
+    for container in ("polars", "arrow", "dict"):
+        data = to_container(df, container)
+        if data is df:
+            continue
+        fit = call(glmx.glm, formula, data, **kw)
+        assert fit is not None, f"{container} refused what pandas fitted"
+        same_fit(fit, ref, container)
+    cols = column_names(case.names)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = str(Path(tmp) / "model.json")
+        ref.save(model)
+        loaded = glmx.load(model)
+        assert rel(loaded.coef, ref.coef) < RTOL
+        assert rel(loaded.predict(df), ref.predict(df)) < RTOL
+        # the command line: fit a CSV, save, predict
+        csv = str(Path(tmp) / "data.csv")
+        # float32 as float64: CSV keeps float32's shortest digits, not its exact value, and
+        # the CLI reads doubles (a float32 column's I(x**2) is computed in float32)
+        df64 = df.astype({c: "float64" for c in df.columns if df[c].dtype == np.float32})
+        df64.to_csv(csv, index=False)
+        if df64.dtypes.to_dict() != df.dtypes.to_dict():
+            ref = glmx.glm(formula, df64, **kw)
+        args = ["fit", csv, formula, "--family", case.family, "--format", "json"]
+        if case.weights == "column":
+            args += ["--weights", cols["w"]]
+        if case.offset == "column":
+            args += ["--offset", cols["off"]]
+        rc, out, err = cli(*args, "--save", str(Path(tmp) / "cli.json"))
+        assert rc == 0, err
+        doc = json.loads(out)
+        est = [c["estimate"] for c in doc["coefficients"]]
+        assert rel(est, ref.coef.to_numpy()) < RTOL
+        pred_csv = str(Path(tmp) / "pred.csv")
+        rc, _, err = cli("predict", str(Path(tmp) / "cli.json"), csv, "-o", pred_csv)
+        assert rc == 0, err
+        pred = pd.read_csv(pred_csv)["fit"].to_numpy()
+        offset_given = case.offset == "column"  # not in the data the CLI predicts for
+        if not offset_given:
+            assert rel(pred, ref.predict(df64)) < RTOL
+
+
+# ------------------------------------------------------------------ (d): streamed sources
+def parts_of(df: pd.DataFrame, cuts: list[int], empties: list[int]) -> list[pd.DataFrame]:
+    """The frame cut at the given row positions, with empty parts inserted."""
+    edges = sorted({0, len(df), *(c % (len(df) + 1) for c in cuts)})
+    parts = [df.iloc[a:b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    for pos in empties:
+        parts.insert(pos % (len(parts) + 1), df.iloc[0:0])
+    return parts
+
+
+@fuzz(15)
+# a factor column named `grp-1`: read as the expression grp - 1, refused as numeric
+@example(case=Case(n=25, n_levels=2, names="odd", terms=("{g}",)), cuts=[], empties=[], drift=False)
+@given(
+    case=clean_cases(families=("gaussian", "poisson", "binomial", "gamma")),
+    cuts=st.lists(st.integers(0, 60), max_size=3),
+    empties=st.lists(st.integers(0, 5), max_size=2),
+    drift=st.booleans(),
+)
+def test_parquet_and_dask_sources_agree(
+    case: Case, cuts: list[int], empties: list[int], drift: bool
+) -> None:
+    df, formula, kw, ref = reference_fit(case)
+    if ref is None or not all(isinstance(v, str | None) for v in kw.values()):
+        return
+    df = df.astype({c: "object" for c in df.columns if isinstance(df[c].dtype, pd.StringDtype)})
+    parts = parts_of(df, cuts, empties)
+    with tempfile.TemporaryDirectory() as tmp:
+        one = Path(tmp) / "one.parquet"
+        df.to_parquet(one, index=False)
+        fit = call(glmx.glm, formula, str(one), **kw)
+        assert fit is not None, "a Parquet file refused what pandas fitted"
+        same_fit(fit, ref, "parquet file")
+        ds = Path(tmp) / "ds"
+        ds.mkdir()
+        for k, part in enumerate(p for p in parts if len(p)):
+            part.to_parquet(ds / f"part-{k:02d}.parquet", index=False)
+        (ds / "_SUCCESS").write_text("")
+        (ds / ".part-00.parquet.crc").write_bytes(b"\x00crc")
+        fit = call(glmx.glm, formula, str(ds), **kw)
+        assert fit is not None, "a Parquet directory refused what pandas fitted"
+        same_fit(fit, ref, "parquet directory")
+        (ds / "notes.txt").write_text("not parquet")
+        with pytest.raises(DataError, match="notes.txt") as exc:
+            glmx.glm(formula, str(ds), **kw)
+        check_message(str(exc.value), "DataError")
+    dd = pytest.importorskip("dask.dataframe")
+    dask = pytest.importorskip("dask")
+    k = column_names(case.names)["k"]
+    if drift:  # integers in some partitions, floats in others
+        parts = [p.astype({k: "float64"}) if i % 2 else p for i, p in enumerate(parts)]
+    ddf = dd.from_delayed(
+        [dask.delayed(p) for p in parts], meta=parts[0].iloc[0:0], verify_meta=False
+    )
+    with dask.config.set(scheduler="synchronous"):
+        fit = call(glmx.glm, formula, ddf, **kw)
+    assert fit is not None, "a Dask frame refused what pandas fitted"
+    same_fit(fit, ref, "dask")
+
+
+# ------------------------------------------------------------------ (a): the command line
+@pytest.fixture(scope="module")
+def cli_files() -> Any:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        df = build_frame(Case(n=30, family="poisson", seed=3))
+        df["y"] = df["y"].round()
+        df.to_csv(d / "data.csv", index=False)
+        df.to_parquet(d / "data.parquet", index=False)
+        df.head(0).to_csv(d / "empty.csv", index=False)
+        df.assign(g=df["g"].where(df.index % 4 > 0, None)).to_csv(d / "holes.csv", index=False)
+        (d / "junk.csv").write_bytes(b"\x00\x01,\xff\n\x02")
+        (d / "junk.parquet").write_bytes(b"PAR1 not really")
+        glmx.glm("y ~ x + g", df, family="poisson").save(str(d / "model.json"))
+        (d / "bad.json").write_text('{"glmx": 1, "coef": [')
+        yield d
+
+
+CLI_FORMULAS = (
+    "y ~ x + g",
+    "y ~ x * g + offset(off)",
+    "y ~ poly(z, 2) + C(g, contr.sum)",
+    "y ~ x + (1 | g)",
+    "y ~ nosuch",
+    "y ~ __import__('os')",
+    "y ~ (x + z)**40",
+    "",
+)
+
+
+@fuzz(150)
+@given(
+    command=st.sampled_from(["fit", "glmm", "predict"]),
+    data=st.sampled_from(
+        ["data.csv", "data.parquet", "empty.csv", "holes.csv", "junk.csv", "junk.parquet"]
+        + ["missing.csv", "data.xyz"]
+    ),
+    formula=st.sampled_from(CLI_FORMULAS),
+    family=st.sampled_from(FAMILIES[:6] + FAMILY_ALIASES),
+    extra=st.lists(
+        st.sampled_from(
+            [
+                ["--link", "log"],
+                ["--link", "sqrt"],
+                ["--link", "nope"],
+                ["--weights", "w"],
+                ["--weights", "nope"],
+                ["--offset", "off"],
+                ["--format", "json"],
+                ["--format", "markdown"],
+                ["--theta", "2"],
+                ["--power", "1.5"],
+                ["--nagq", "5"],
+                ["--nagq", "-1"],
+                ["--se"],
+                ["--type", "link"],
+                ["--ml"],
+            ]
+        ),
+        max_size=3,
+    ),
+    model=st.sampled_from(["model.json", "bad.json", "data.csv", "none.json"]),
+)
+@example(command="predict", data="holes.csv", formula="", family="", extra=[], model="model.json")
+def test_the_command_line_exits_0_or_2_with_one_line(
+    cli_files: Path,
+    command: str,
+    data: str,
+    formula: str,
+    family: str,
+    extra: list[list[str]],
+    model: str,
+) -> None:
+    if command == "predict":
+        argv = ["predict", str(cli_files / model), str(cli_files / data)]
+    else:
+        argv = [command, str(cli_files / data), formula, "--family", family]
+    argv += [a for opt in extra for a in opt]
+    try:
+        rc, out, err = cli(*argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2
+        assert exc.code == 2, exc
+        return
+    assert rc in (0, 2), f"exit {rc}: {err}"
+    check_message(err or "-", "stderr")
+    if rc == 2:
+        lines = [ln for ln in err.splitlines() if ln.startswith("glmx: error:")]
+        assert len(lines) == 1, err
+    else:
+        assert out.strip(), "exit 0 without output"
+
+
+# ------------------------------------------------------------------ the helpers themselves
+def test_the_helpers_catch_what_they_must() -> None:
+    """honest() lets GlmxErrors through and fails on anything else; the Newton decrement
+    of a fit stopped early is large; a frame of every kind is built."""
+    with honest():
+        raise DataError("refused")
+    with pytest.raises(AssertionError, match="ANSI"):
+        with honest():
+            raise DataError("\x1b[31mred\x1b[0m")
+    with pytest.raises(ZeroDivisionError):
+        with honest():
+            raise ZeroDivisionError
+    with pytest.raises(AssertionError, match="RuntimeWarning"):
+        with honest():
+            warnings.warn("overflow", RuntimeWarning, stacklevel=1)
+    df = build_frame(Case(n=40, family="poisson", seed=1))
+    good = glmx.glm("y ~ x + g", df, family="poisson")
+    assert good.converged and newton_decrement(good) < 1e-10
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", glmx.GlmxWarning)
+        early = glmx.glm("y ~ x + g", df, family="poisson", max_iter=1)
+    assert not early.converged and newton_decrement(early) > 1e-6
+    for name in ("plain", "odd", "keyword", "duplicate"):
+        frame = build_frame(Case(n=5, names=name))
+        assert len(frame) == 5
+        assert all(quoted(c) in formula_for(Case(names=name)) or c not in "x" for c in frame)
+
+
+def test_glmx_errors_are_the_only_refusals() -> None:
+    """The class hierarchy invariant (a) relies on."""
+    for cls in (glmx.DataError, glmx.FormulaError, glmx.FamilyError, glmx.ConvergenceError):
+        assert issubclass(cls, GlmxError)
