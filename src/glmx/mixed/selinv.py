@@ -9,7 +9,8 @@ N = L_ts L_s^-1 and S^-1 = (L_tt L_tt')^-1::
     (A^-1)_tt = S^-1
 
 N has the sparsity of L_ts (one stage) and S^-1 the size of the tail, so an entry costs
-the nonzeros of one or two columns of N: no q x q dense matrix is formed.
+the nonzeros of one column of N, or the product of two columns' counts: no q x q dense
+matrix is formed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 Array = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 
-_CHUNK_ENTRIES = 8_000_000  # floats per chunk of S^-1 N
+_CHUNK_ENTRIES = 4_000_000  # products per chunk of N' S^-1 N
 
 
 def _column_dots(N: sp.csc_matrix, cols: IntArray, Y: Array, ycols: IntArray) -> Array:
@@ -40,6 +41,20 @@ def _column_dots(N: sp.csc_matrix, cols: IntArray, Y: Array, ycols: IntArray) ->
     pos = pos + np.repeat(starts, lens)
     vals = N.data[pos] * Y[N.indices[pos], ycols[seg]]
     return np.asarray(np.bincount(seg, weights=vals, minlength=cols.size), dtype=np.float64)
+
+
+def _pair_quadratic(N: sp.csc_matrix, Sinv: Array, ii: IntArray, jj: IntArray) -> Array:
+    """For each k: sum over nonzeros r of column ii[k] and c of column jj[k] of N of
+    N[r, ii[k]] S^-1[r, c] N[c, jj[k]]: the work is the product of the column counts."""
+    si, sj = N.indptr[ii], N.indptr[jj]
+    ni, nj = N.indptr[ii + 1] - si, N.indptr[jj + 1] - sj
+    combos = ni * nj
+    seg = np.repeat(np.arange(ii.size), combos)
+    t = np.arange(int(combos.sum())) - np.repeat(np.cumsum(combos) - combos, combos)
+    pa = si[seg] + t // np.maximum(nj[seg], 1)
+    pb = sj[seg] + t % np.maximum(nj[seg], 1)
+    vals = N.data[pa] * Sinv[N.indices[pa], N.indices[pb]] * N.data[pb]
+    return np.asarray(np.bincount(seg, weights=vals, minlength=ii.size), dtype=np.float64)
 
 
 class SelectedInverse:
@@ -91,15 +106,17 @@ class SelectedInverse:
         return np.asarray(np.tril(inv) + np.tril(inv, -1).T)
 
     def _quadratic(self, ii: IntArray, jj: IntArray) -> Array:
-        """N[:, ii]' S^-1 N[:, jj], entry by entry."""
-        N, Sinv = self._N, self._tail_inverse
+        """N[:, ii]' S^-1 N[:, jj], entry by entry, in chunks of bounded work."""
+        N = self._N
+        combos = np.diff(N.indptr)[ii].astype(np.int64) * np.diff(N.indptr)[jj]
+        ends = np.cumsum(combos)
         out = np.empty(ii.size)
-        uJ, where = np.unique(jj, return_inverse=True)
-        step = max(1, _CHUNK_ENTRIES // max(1, Sinv.shape[0]))
-        for lo in range(0, uJ.size, step):
-            Y = Sinv @ N[:, uJ[lo : lo + step]].toarray()
-            sel = (where >= lo) & (where < lo + step)
-            out[sel] = _column_dots(N, ii[sel], Y, where[sel] - lo)
+        lo = 0
+        while lo < ii.size:
+            done = int(ends[lo - 1]) if lo else 0
+            hi = max(lo + 1, int(np.searchsorted(ends, done + _CHUNK_ENTRIES, side="right")))
+            out[lo:hi] = _pair_quadratic(N, self._tail_inverse, ii[lo:hi], jj[lo:hi])
+            lo = hi
         return out
 
     def inverse_entries(self, i: IntArray, j: IntArray) -> Array:
