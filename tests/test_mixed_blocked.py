@@ -249,3 +249,17 @@ def test_duplicated_rows_equal_weights() -> None:
     )
     assert fa.logdet_L == pytest.approx(fb.logdet_L, rel=1e-12)
     assert fa.r2 == pytest.approx(fb.r2, rel=1e-11)
+
+
+def test_describe_structure_before_fitting() -> None:
+    from glmx.mixed.problem import describe_structure
+
+    text = describe_structure(
+        "y ~ x + (1 | a) + (1 | b)", design("crossed", 2), get_family("gaussian")
+    )
+    lines = text.splitlines()
+    assert lines[0].startswith("blocked Cholesky factor L: 2 random-effect term(s)")
+    assert "(1 | a): diagonal 17 x 17, nnz 17, fill-in 0" in text
+    assert "(1 | b) x (1 | a): sparse 9 x 17" in text
+    assert "(1 | b), X: dense 11 x 11" in text
+    assert "work per evaluation" in lines[-1]

@@ -148,6 +148,11 @@ class Problem:
     row_index: NDArray[np.intp]
     x_scale: Array  # largest |value| of each column of X: the fit works on X / x_scale
 
+    def describe(self) -> str:
+        """The blocks of the model's Cholesky factor: types, sizes, nonzeros, fill-in and
+        the work of one evaluation (see :meth:`Structure.describe`)."""
+        return self.structure.describe(p=self.X.shape[1])
+
     @property
     def X_scaled(self) -> Array:
         """X with every column on the unit scale, so that the optimizer, PIRLS and the
@@ -232,6 +237,13 @@ def build_problem(
         row_index=positions[rows],
         x_scale=_column_scale(X),
     )
+
+
+def describe_structure(formula: str, data: Any, family: Family, weights: Any = None) -> str:
+    """The blocked Cholesky layout of a mixed model before it is fitted: where a crossed
+    model's time and memory go (a large dense block is the cost of crossed factors)."""
+    lmm = family.name == "gaussian"
+    return build_problem(formula, data, family, weights, None, lmm).describe()
 
 
 def _column_scale(X: Array) -> Array:
