@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -58,11 +60,11 @@ DEEP = settings.get_current_profile_name() == "deep"
 RTOL = 1e-8
 
 
-def fuzz(n: int) -> settings:
+def fuzz(n: int, deadline_ms: int = 5000) -> settings:
     """n examples (x20 under the deep profile), 5 s a call; derandomized unless deep."""
     return settings(
         max_examples=n * 20 if DEEP else n,
-        deadline=5000,
+        deadline=deadline_ms,
         derandomize=not DEEP,
         database=None if not DEEP else settings.default.database,
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
@@ -106,6 +108,8 @@ def certified(fit: Any) -> None:
 @example(case=Case(n=5, x_dtype="complex128"))
 # durations: fitted in nanoseconds, then predict() refused the same frame
 @example(case=Case(n=5, x_dtype="timedelta64[ns]"))
+# x on the 1e-150 scale: numpy's overflow warning in (X'WX)^-1 (solvers/linalg.py)
+@example(case=Case(n=4, seed=2, n_levels=1, scale=1e-150, family="binomial"))
 # scale() of a constant column: np.float64(inf) in the message (design/formula.py)
 @example(case=Case(n=2, terms=("scale({x})",), scale=1e-300))
 def test_glm_on_random_frames_formulas_families_is_honest(case: Case) -> None:
@@ -130,7 +134,7 @@ def test_glm_on_random_frames_formulas_families_is_honest(case: Case) -> None:
 
 
 # ------------------------------------------------------------------ (a), (b): glmm
-@fuzz(120)
+@fuzz(120, deadline_ms=10_000)  # mixed fits of up to 2 s, on a shared 2-core machine
 @given(drawn=glmm_cases())
 # no fixed effects, y ~ (1 | g) + 0: IndexError on the empty covariance (mixed/fit.py)
 @example(
@@ -260,7 +264,9 @@ def test_in_memory_sources_saved_models_and_cli_agree(case: Case) -> None:
         df64 = df.astype({c: "float64" for c in df.columns if df[c].dtype == np.float32})
         df64.to_csv(csv, index=False)
         if df64.dtypes.to_dict() != df.dtypes.to_dict():
-            ref = glmx.glm(formula, df64, **kw)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", glmx.GlmxWarning)
+                ref = glmx.glm(formula, df64, **kw)
         args = ["fit", csv, formula, "--family", case.family, "--format", "json"]
         if case.weights == "column":
             args += ["--weights", cols["w"]]
@@ -464,3 +470,43 @@ def test_glmx_errors_are_the_only_refusals() -> None:
     """The class hierarchy invariant (a) relies on."""
     for cls in (glmx.DataError, glmx.FormulaError, glmx.FamilyError, glmx.ConvergenceError):
         assert issubclass(cls, GlmxError)
+
+
+# ------------------------------------------------------------------ open failures
+# Found by the deep profile and not fixed here (the mixed-model engine's speed): run with
+# GLMX_FUZZ_OPEN=1 until fixed, then drop the gate.
+@pytest.mark.skipif(
+    not os.environ.get("GLMX_FUZZ_OPEN"),
+    reason="open (issue 15, invariant b): a 37-row binomial GLMM with the cauchit link and "
+    "two crossed random intercepts takes 6-16 s (262 deviance evaluations)",
+)
+def test_open_glmm_cauchit_crossed_intercepts_fits_in_5_seconds() -> None:
+    case = Case(n=37, family="binomial", link="cauchit")
+    df = build_frame(case)
+    start = time.perf_counter()
+    fit = call(
+        glmx.glmm,
+        formula_for(case, ("(1 | {g})", "(1 | {h})")),
+        df,
+        family="binomial",
+        link="cauchit",
+    )
+    assert fit is not None
+    assert time.perf_counter() - start < 5.0
+
+
+@pytest.mark.skipif(
+    not os.environ.get("GLMX_FUZZ_OPEN"),
+    reason="open (issue 15, invariant b): a 26-row binomial GLMM with the cauchit link, "
+    "(1 | g/h) + (z | g) and no fixed effects runs for minutes",
+)
+def test_open_glmm_cauchit_nested_and_slope_without_fixed_effects_fits_in_5_seconds() -> None:
+    case = Case(
+        n=26, seed=1114, n_levels=5, family="binomial", link="cauchit", terms=(), intercept=False
+    )
+    df = build_frame(case)
+    start = time.perf_counter()
+    formula = formula_for(case, ("(1 | {g}/{h})", "({z} | {g})"))
+    fit = call(glmx.glmm, formula, df, family="binomial", link="cauchit")
+    assert fit is not None
+    assert time.perf_counter() - start < 5.0

@@ -71,8 +71,9 @@ class Factorization(_KeptColumns):
         upper = np.triu(upper)
         inv = upper + upper.T
         inv.flat[:: inv.shape[0] + 1] *= 0.5  # the diagonal, counted twice
-        inv /= d[:, None]
-        inv /= d[None, :]
+        with np.errstate(over="ignore"):  # columns on a 1e-150 scale: variances past 1e308
+            inv /= d[:, None]
+            inv /= d[None, :]
         return inv
 
 
