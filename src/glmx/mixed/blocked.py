@@ -154,11 +154,12 @@ class BlockedFactor(SelectedInverse):
             L = batched_cholesky(diag[st])
             if not np.all(np.isfinite(L)):
                 raise np.linalg.LinAlgError("the penalized system is not positive definite")
-            Linv = lower_solve(L, np.broadcast_to(np.eye(s.k[st]), L.shape).copy())
-            R = block_diagonal(np.ascontiguousarray(np.transpose(Linv, (0, 2, 1))))
             self.Ls.append(L)
-            for i in range(st + 1, K):
-                self.Lc[(i, st)] = (cross[(i, st)] @ R).tocsr()
+            if st + 1 < K:
+                Linv = lower_solve(L, np.broadcast_to(np.eye(s.k[st]), L.shape).copy())
+                R = block_diagonal(np.ascontiguousarray(np.transpose(Linv, (0, 2, 1))))
+                for i in range(st + 1, K):
+                    self.Lc[(i, st)] = (cross[(i, st)] @ R).tocsr()
             Ct = lower_solve(L, ZD[st].reshape(L.shape[0], L.shape[1], pD))
             self.Ct.append(Ct)
             for i in range(st + 1, S):
@@ -258,5 +259,8 @@ class BlockedFactor(SelectedInverse):
         """Diagonal k1 x k1 blocks of (A^-1)_11, per level of the first term."""
         s = self.s
         k = s.k1
+        if s.K == 1:  # A = L11 L11', (A^-1)_jj = L_j^-T L_j^-1 per level
+            Linv = lower_solve(self.L11, np.broadcast_to(np.eye(k), self.L11.shape).copy())
+            return np.asarray(np.transpose(Linv, (0, 2, 1)) @ Linv)
         pos = np.arange(s.m1)[:, None] * k + np.arange(k)
         return self.inverse_entries(pos[:, :, None], pos[:, None, :])

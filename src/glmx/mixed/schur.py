@@ -55,9 +55,10 @@ def dense_update(
 ) -> tuple[Array, float]:
     """Update the dense tail (lower triangle, in place), its right-hand side column tb
     and corner tbb (returned) after eliminating stage st."""
-    from glmx.mixed.kernels import subtract_outer_columns
-
     s = f.s
+    if s.n_stages < s.K:  # Numba loads only for a model with a tail of crossed terms
+        from glmx.mixed.kernels import subtract_outer_columns
+
     qs, qt = s.q_stages, s.q_tail
     tb = tb.copy()
     Cf = f.Ct[st].reshape(-1, f.Ct[st].shape[2])  # L_D,st', (q_st, pD)

@@ -195,8 +195,20 @@ class Structure:
         return np.repeat(V, self.counts, axis=0)
 
     def Zt_u(self, theta: Array, u: Array) -> Array:
-        """Z Lambda u, length n."""
-        return self.reterms.Zb(self.reterms.b_from_u(theta, u))
+        """Z Lambda u, length n: the first term's effects repeated over its runs of rows,
+        the others gathered by level."""
+        rt = self.reterms
+        b = rt.b_from_u(theta, u)
+        b1 = b[: self.q1].reshape(self.m1, self.k1)
+        eta = self.X1[:, 0] * np.repeat(b1[:, 0], self.counts)
+        for a in range(1, self.k1):
+            eta += self.X1[:, a] * np.repeat(b1[:, a], self.counts)
+        for i in range(1, self.K):
+            t = rt.terms[i]
+            bt = b[self.offsets[i] : self.offsets[i + 1]].reshape(t.n_levels, t.k)
+            for a in range(t.k):
+                eta += t.X[:, a] * bt[t.codes, a]
+        return np.asarray(eta)
 
 
 def _max_column_count(a: sp.csr_matrix | None) -> int:
