@@ -678,4 +678,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--task"]:  # started by benchlib.run_fit as the glmx worker
         worker(sys.argv[1:])
     else:
-        main(sys.argv[1:])
+        result = main(sys.argv[1:])
+        mark = {True: "met", False: "NOT MET", None: "not measured"}
+        print("\nTargets (issue 16):")
+        for what, ok, detail in result.checks:
+            print(f"- {what}: {mark[ok]} ({detail})")
