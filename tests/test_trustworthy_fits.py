@@ -274,3 +274,23 @@ def test_gamma_log_responses_from_e_minus_300_to_e_300_fit_as_the_scaled_respons
             np.testing.assert_allclose(
                 np.asarray(f.coef, dtype=float), ref + [shift, 0.0], rtol=1e-8, atol=1e-8
             )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_irls_pressed_against_the_edge_stops_early(seed):
+    """Negative binomial with the sqrt link on counts that are mostly 0, covariates far
+    from 0: every step crosses eta = 0 and is halved back to a point no better than the
+    last. The run stops after a few such steps (not at the iteration cap, each restart
+    and each theta again), uncertified, saying so."""
+    rng = np.random.default_rng(seed)
+    n = 12
+    df = pd.DataFrame({"x1": rng.normal(472, 2, n), "x2": rng.normal(215, 6, n)})
+    y = np.zeros(n)
+    y[rng.choice(n, 3, replace=False)] = [35.0, 10.0, 1.0]
+    df["y"] = y
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = glmx.glm("y ~ x1 + x2", df, family="negative_binomial", link="sqrt")
+    assert res.n_iter < 40
+    if not res.converged:
+        assert any(issubclass(w.category, glmx.ConvergenceWarning) for w in caught)

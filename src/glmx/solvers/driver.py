@@ -119,6 +119,7 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
     # decrement falls by less than 10x a step), then Newton's
     fisher_first, last_decrement = ev.fisher_is_cheap, np.inf
     flat = 0  # consecutive whole Newton steps with R's criterion met but no certificate
+    pressed = 0  # consecutive steps halved for validity with R's criterion met
 
     def stop(at: Any, converged: bool, reason: str = "") -> Run:
         assert eq is not None and kept is not None
@@ -188,6 +189,12 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
         if flat >= DIVERGING_STEPS:
             return stop(pt, False, "stopped where the estimates diverge (separation or an "
                         "optimum at the edge of the parameter space)")  # fmt: skip
+        # steps halved to keep the fitted values valid that no longer change the deviance:
+        # IRLS is pressed against the edge of the valid region (module boundary)
+        pressed = pressed + 1 if hit_boundary and changed < inp.tol and not proposed else 0
+        if pressed >= DIVERGING_STEPS:
+            return stop(pt, False, "stopped at the edge of the valid region (steps halved to "
+                        "keep the fitted values valid no longer lower the deviance)")  # fmt: skip
         if not proposed:
             continue
         if not eq.newton or not inp.certify:
