@@ -393,3 +393,38 @@ def test_formula_parse_errors_are_one_line_without_colour(formula):
     with pytest.raises(FormulaError) as info:
         glmx.glm(formula, frame(14), family="poisson")
     one_line_glmx_message(info.value)
+
+
+def test_float32_and_decimal_columns_fit_in_double_precision():
+    """float32 columns and Arrow decimals are numbers in double precision: transforms of
+    them equal the float64 fit's (float32 arithmetic in I(x**2) differs by ~1e-8)."""
+    import decimal
+
+    import pyarrow as pa
+
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=60), 3).astype(np.float32)
+    y = 1 + x + x.astype(float) ** 2 + rng.normal(size=60)
+    ref = glmx.glm("y ~ x + I(x**2)", pd.DataFrame({"x": x.astype(float), "y": y}))
+    f32 = glmx.glm("y ~ x + I(x**2)", pd.DataFrame({"x": x, "y": y}))
+    pd.testing.assert_series_equal(ref.coef, f32.coef, rtol=1e-13)
+    dec = pa.array([decimal.Decimal(f"{v:.3f}") for v in x.astype(float)], pa.decimal128(12, 3))
+    table = pa.table({"x": dec, "y": y})
+    fit = glmx.glm("y ~ x + I(x**2)", table)
+    assert list(fit.coef.index) == ["Intercept", "x", "I(x ** 2)"]
+    xd = np.array([float(f"{v:.3f}") for v in x.astype(float)])
+    ref_dec = glmx.glm("y ~ x + I(x**2)", pd.DataFrame({"x": xd, "y": y}))
+    np.testing.assert_allclose(fit.coef, ref_dec.coef, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["date", "duration"])
+def test_date_and_duration_columns_are_refused_naming_them(kind):
+    n = 20
+    col = (
+        pd.date_range("2020-01-01", periods=n)
+        if kind == "date"
+        else pd.to_timedelta(np.arange(n), "D")
+    )
+    df = pd.DataFrame({"when": col, "y": np.arange(n, dtype=float)})
+    with pytest.raises(glmx.DataError, match="'when' hold dates or durations"):
+        glmx.glm("y ~ when", df)

@@ -294,3 +294,22 @@ def test_irls_pressed_against_the_edge_stops_early(seed):
     assert res.n_iter < 40
     if not res.converged:
         assert any(issubclass(w.category, glmx.ConvergenceWarning) for w in caught)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("formula", ["y ~ x", "y ~ C(g)", "y ~ x + C(g)"])
+def test_an_exact_fit_is_certified(seed, formula):
+    """A response the model fits exactly (deviance at rounding level): the dispersion
+    estimate is rounding noise, and the fit is still certified, as R says converged."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(8, 40))
+    df = pd.DataFrame({"x": rng.normal(size=n), "g": rng.integers(0, 4, n).astype(str)})
+    df["y"] = 2.0 - 3.0 * df["x"] if formula == "y ~ x" else rng.normal(size=4)[df["g"].astype(int)]
+    if formula == "y ~ x + C(g)":
+        df["y"] += 0.5 * df["x"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = glmx.glm(formula, df)
+    assert res.converged
+    assert not any(issubclass(w.category, glmx.ConvergenceWarning) for w in caught)
+    np.testing.assert_allclose(res.fitted, df["y"], atol=1e-10)

@@ -257,6 +257,12 @@ def build_model_frame(
         )
     if len(df) == 0:
         raise DataError("the data have no rows")
+    timed = sorted(str(c) for c in needed if df[c].dtype.kind in "mM")
+    if timed:  # numpy would count nanoseconds, or refuse with its own words
+        raise DataError(
+            f"column(s) {', '.join(map(repr, timed))} hold dates or durations; convert them "
+            "to numbers first (e.g. .dt.total_seconds(), or days since a date)"
+        )
 
     w, w_col = _column_or_array(weights, df, "weights")
     fw, fw_col = _column_or_array(freq_weights, df, "freq_weights")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from glmx.errors import DataError
@@ -15,9 +16,11 @@ def to_pandas(data: Any) -> pd.DataFrame:
     Categorical/enum columns keep their level order (they become pandas categoricals).
     Every column of strings is a factor, as in R: pandas ``string`` columns (Python or
     Arrow storage) and Arrow string columns become plain object columns, which the
-    formula reads as factors with sorted levels.  Duplicate column names are refused.
+    formula reads as factors with sorted levels.  Numbers narrower than float64 (float32,
+    float16) and Arrow decimals become float64, so that transforms are computed in double
+    precision as R's are.  Duplicate column names are refused.
     """
-    return _strings_as_factors(_unique_names(_as_pandas(data)))
+    return _strings_as_factors(_as_float64(_unique_names(_as_pandas(data))))
 
 
 def _as_pandas(data: Any) -> pd.DataFrame:
@@ -34,14 +37,20 @@ def _as_pandas(data: Any) -> pd.DataFrame:
         cats = [c for c, t in data.schema.items() if t == pl.Categorical]
         if cats:
             data = data.with_columns([pl.col(c).cast(pl.Utf8) for c in cats])
+        decimals = [c for c, t in data.schema.items() if isinstance(t, pl.Decimal)]
+        if decimals:
+            data = data.with_columns([pl.col(c).cast(pl.Float64) for c in decimals])
         return data.to_pandas()
     if module.startswith("pyarrow"):
         import pyarrow as pa
 
-        # dictionary order in Arrow is storage order, not a level order: use strings
+        # dictionary order in Arrow is storage order, not a level order: use strings;
+        # decimals are numbers (pandas would make Python Decimal objects of them)
         for i, field in enumerate(data.schema):
             if pa.types.is_dictionary(field.type):
                 data = data.set_column(i, field.name, data.column(i).cast(field.type.value_type))
+            elif pa.types.is_decimal(field.type):
+                data = data.set_column(i, field.name, data.column(i).cast(pa.float64()))
         return data.to_pandas()
     if isinstance(data, dict):
         try:
@@ -84,6 +93,32 @@ def is_string_like(dtype: Any) -> bool:
             or pa.types.is_dictionary(t)
         )
     return False
+
+
+def _narrow_or_decimal(dtype: Any) -> bool:
+    """Whether a column of this dtype holds numbers in less than double precision
+    (float32, float16) or as Arrow decimals."""
+    if isinstance(dtype, np.dtype):
+        return dtype.kind == "f" and dtype.itemsize < 8
+    if isinstance(dtype, pd.ArrowDtype):
+        import pyarrow as pa
+
+        t = dtype.pyarrow_dtype
+        return bool(pa.types.is_decimal(t) or (pa.types.is_floating(t) and t.bit_width < 64))
+    if isinstance(dtype, pd.Float32Dtype):
+        return True
+    return False
+
+
+def _as_float64(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its narrow-float and decimal columns as float64 (missing values NaN)."""
+    cols = [c for c, dtype in df.dtypes.items() if _narrow_or_decimal(dtype)]
+    if not cols:
+        return df
+    out = df.copy(deep=False)
+    for c in cols:
+        out[c] = pd.to_numeric(df[c]).astype("float64")
+    return out
 
 
 def _strings_as_factors(df: pd.DataFrame) -> pd.DataFrame:

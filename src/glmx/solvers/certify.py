@@ -35,6 +35,8 @@ _FISHER_PER_TOL = 1e-7
 # when no step lowers the deviance any more, the point still counts as the optimum (to
 # rounding) if its decrement is below this many dispersions (1e-4 standard errors)
 _NOISE_FLOOR = 1e-8
+# a deviance below this fraction of the null model's is an exact fit, to rounding
+_EXACT_FIT = 1e-20
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Certifier:
     tol: float
     fixed_dispersion: bool
     df_resid: float  # rows (with positive weight) less columns
+    null_deviance: float = 0.0  # the nested null model's (0 when unknown)
 
     @classmethod
     def for_inputs(cls, inp: IRLSInputs) -> Certifier:
@@ -52,11 +55,16 @@ class Certifier:
             tol=inp.tol,
             fixed_dispersion=inp.family.fixed_dispersion,
             df_resid=max(float(n - p), 1.0),
+            null_deviance=abs(inp.null_deviance or 0.0),
         )
 
     def dispersion(self, deviance: float) -> float:
-        """phi, or its estimate deviance / df for families that estimate it."""
-        return 1.0 if self.fixed_dispersion else abs(deviance) / self.df_resid
+        """phi, or its estimate deviance / df for families that estimate it, floored at
+        the rounding level of the null model's (an exact fit's deviance is rounding
+        noise: its decrement could never be below a limit scaled by it)."""
+        if self.fixed_dispersion:
+            return 1.0
+        return max(abs(deviance), _EXACT_FIT * self.null_deviance) / self.df_resid
 
     def small(self, decrement: float, deviance: float, exact_newton: bool) -> bool:
         """Whether a step of this decrement leaves a point exact to 1e-8 (module doc);
