@@ -15,6 +15,7 @@ matrix is formed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,20 @@ def _pair_quadratic(N: sp.csc_matrix, Sinv: Array, ii: IntArray, jj: IntArray) -
     pb = sj[seg] + t % np.maximum(nj[seg], 1)
     vals = N.data[pa] * Sinv[N.indices[pa], N.indices[pb]] * N.data[pb]
     return np.asarray(np.bincount(seg, weights=vals, minlength=ii.size), dtype=np.float64)
+
+
+def _in_chunks(work: NDArray[np.int64], fn: Callable[[slice], Array]) -> Array:
+    """fn over consecutive slices of the items, each slice holding at most
+    _CHUNK_ENTRIES units of ``work`` (or one item), concatenated."""
+    ends = np.cumsum(work)
+    parts = []
+    lo = 0
+    while lo < work.size:
+        done = int(ends[lo - 1]) if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(ends, done + _CHUNK_ENTRIES, side="right")))
+        parts.append(fn(slice(lo, hi)))
+        lo = hi
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 class SelectedInverse:
@@ -106,18 +121,18 @@ class SelectedInverse:
         return np.asarray(np.tril(inv) + np.tril(inv, -1).T)
 
     def _quadratic(self, ii: IntArray, jj: IntArray) -> Array:
-        """N[:, ii]' S^-1 N[:, jj], entry by entry, in chunks of bounded work."""
-        N = self._N
-        combos = np.diff(N.indptr)[ii].astype(np.int64) * np.diff(N.indptr)[jj]
-        ends = np.cumsum(combos)
-        out = np.empty(ii.size)
-        lo = 0
-        while lo < ii.size:
-            done = int(ends[lo - 1]) if lo else 0
-            hi = max(lo + 1, int(np.searchsorted(ends, done + _CHUNK_ENTRIES, side="right")))
-            out[lo:hi] = _pair_quadratic(N, self._tail_inverse, ii[lo:hi], jj[lo:hi])
-            lo = hi
-        return out
+        """N[:, ii]' S^-1 N[:, jj], entry by entry."""
+        N, Sinv = self._N, self._tail_inverse
+        counts = np.diff(N.indptr).astype(np.int64)
+        return _in_chunks(
+            counts[ii] * counts[jj], lambda sl: _pair_quadratic(N, Sinv, ii[sl], jj[sl])
+        )
+
+    def _cross(self, ii: IntArray, jj: IntArray) -> Array:
+        """(N[:, ii]' S^-1)[jj], entry by entry (jj positions in the tail)."""
+        N, Sinv = self._N, self._tail_inverse
+        counts = np.diff(N.indptr).astype(np.int64)
+        return _in_chunks(counts[ii], lambda sl: _column_dots(N, ii[sl], Sinv, jj[sl]))
 
     def inverse_entries(self, i: IntArray, j: IntArray) -> Array:
         """Entries (A^-1)[i, j] for index arrays of equal shape (positions in u)."""
@@ -139,7 +154,7 @@ class SelectedInverse:
                 out[both] += self._quadratic(i[both], j[both])
             for a, b, sel in ((i, j, si & ~sj), (j, i, ~si & sj)):
                 if sel.any():
-                    out[sel] = -_column_dots(self._N, a[sel], self._tail_inverse, b[sel] - qs)
+                    out[sel] = -self._cross(a[sel], b[sel] - qs)
             tt = ~si & ~sj
             if tt.any():
                 out[tt] = self._tail_inverse[i[tt] - qs, j[tt] - qs]
