@@ -461,13 +461,17 @@ def _fit_glmm(
                 model.deviance, x, lo, scale, jac=jac, progress=progress, max_iter=max_iter
             )
 
-        def derivatives(x: Array) -> tuple[Array, Array]:
-            if model.has_gradient:
-                return model.gradient(x), hessian_from_gradient(model.gradient, x, lo)
-            return deriv12(model.deviance, x, lo)
-
         first = opt_res.stage1
         first.x = np.concatenate([opt_res.theta, opt_res.beta])
+
+        def derivatives(x: Array) -> tuple[Array, Array]:
+            if model.has_gradient:
+                H = first.hessian  # the Newton polish's, where the first run ended
+                if H is None or not np.array_equal(x, first.x):
+                    H = hessian_from_gradient(model.gradient, x, lo)
+                return model.gradient(x), H
+            return deriv12(model.deviance, x, lo)
+
         cert = certified_minimum(
             run,
             model.deviance,
