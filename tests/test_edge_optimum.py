@@ -60,9 +60,10 @@ def _deviance(family: str, link: str, y: np.ndarray, eta: np.ndarray) -> float:
             t1 = np.where(y > 0, y * np.log(y / mu), 0.0)
             t2 = np.where(y < 1, (1 - y) * np.log((1 - y) / (1 - mu)), 0.0)
         return float(2 * np.sum(t1 + t2))
-    mu = eta if link == "identity" else eta**2
     if np.any(eta < 0):
         return np.inf
+    with np.errstate(over="ignore"):
+        mu = eta if link == "identity" else eta**2
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(y > 0, y * np.log(y / mu), 0.0)
     return float(2 * np.sum(t - (y - mu)))
