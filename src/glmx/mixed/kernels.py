@@ -35,3 +35,36 @@ def subtract_outer_columns(
                 if lower and r < c:
                     continue
                 out[r, c] -= vals_i[a] * vb
+
+
+@njit(nogil=True, cache=True)
+def pair_quadratic(
+    indptr: IntArray, rows: IntArray, vals: Array, Sinv: Array, ii: IntArray, jj: IntArray
+) -> Array:
+    """out[k] = N[:, ii[k]]' S^-1 N[:, jj[k]] for a CSC matrix N and a dense S^-1, at a
+    cost of the product of the two columns' counts."""
+    out = np.zeros(ii.size)
+    for k in range(ii.size):
+        acc = 0.0
+        for b in range(indptr[jj[k]], indptr[jj[k] + 1]):
+            c = rows[b]
+            inner = 0.0
+            for a in range(indptr[ii[k]], indptr[ii[k] + 1]):
+                inner += vals[a] * Sinv[rows[a], c]
+            acc += inner * vals[b]
+        out[k] = acc
+    return out
+
+
+@njit(nogil=True, cache=True)
+def column_dots(
+    indptr: IntArray, rows: IntArray, vals: Array, Y: Array, ii: IntArray, jj: IntArray
+) -> Array:
+    """out[k] = sum_r N[r, ii[k]] Y[r, jj[k]] for a CSC matrix N."""
+    out = np.zeros(ii.size)
+    for k in range(ii.size):
+        acc = 0.0
+        for a in range(indptr[ii[k]], indptr[ii[k] + 1]):
+            acc += vals[a] * Y[rows[a], jj[k]]
+        out[k] = acc
+    return out

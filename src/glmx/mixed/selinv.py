@@ -15,7 +15,6 @@ matrix is formed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -29,47 +28,6 @@ if TYPE_CHECKING:
 
 Array = NDArray[np.float64]
 IntArray = NDArray[np.intp]
-
-_CHUNK_ENTRIES = 4_000_000  # products per chunk of N' S^-1 N
-
-
-def _column_dots(N: sp.csc_matrix, cols: IntArray, Y: Array, ycols: IntArray) -> Array:
-    """For each k: sum over the nonzeros r of column cols[k] of N of N[r, c] Y[r, ycols[k]]."""
-    starts = N.indptr[cols]
-    lens = N.indptr[cols + 1] - starts
-    seg = np.repeat(np.arange(cols.size), lens)
-    pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-    pos = pos + np.repeat(starts, lens)
-    vals = N.data[pos] * Y[N.indices[pos], ycols[seg]]
-    return np.asarray(np.bincount(seg, weights=vals, minlength=cols.size), dtype=np.float64)
-
-
-def _pair_quadratic(N: sp.csc_matrix, Sinv: Array, ii: IntArray, jj: IntArray) -> Array:
-    """For each k: sum over nonzeros r of column ii[k] and c of column jj[k] of N of
-    N[r, ii[k]] S^-1[r, c] N[c, jj[k]]: the work is the product of the column counts."""
-    si, sj = N.indptr[ii], N.indptr[jj]
-    ni, nj = N.indptr[ii + 1] - si, N.indptr[jj + 1] - sj
-    combos = ni * nj
-    seg = np.repeat(np.arange(ii.size), combos)
-    t = np.arange(int(combos.sum())) - np.repeat(np.cumsum(combos) - combos, combos)
-    pa = si[seg] + t // np.maximum(nj[seg], 1)
-    pb = sj[seg] + t % np.maximum(nj[seg], 1)
-    vals = N.data[pa] * Sinv[N.indices[pa], N.indices[pb]] * N.data[pb]
-    return np.asarray(np.bincount(seg, weights=vals, minlength=ii.size), dtype=np.float64)
-
-
-def _in_chunks(work: NDArray[np.int64], fn: Callable[[slice], Array]) -> Array:
-    """fn over consecutive slices of the items, each slice holding at most
-    _CHUNK_ENTRIES units of ``work`` (or one item), concatenated."""
-    ends = np.cumsum(work)
-    parts = []
-    lo = 0
-    while lo < work.size:
-        done = int(ends[lo - 1]) if lo else 0
-        hi = max(lo + 1, int(np.searchsorted(ends, done + _CHUNK_ENTRIES, side="right")))
-        parts.append(fn(slice(lo, hi)))
-        lo = hi
-    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 class SelectedInverse:
@@ -122,17 +80,17 @@ class SelectedInverse:
 
     def _quadratic(self, ii: IntArray, jj: IntArray) -> Array:
         """N[:, ii]' S^-1 N[:, jj], entry by entry."""
+        from glmx.mixed.kernels import pair_quadratic
+
         N, Sinv = self._N, self._tail_inverse
-        counts = np.diff(N.indptr).astype(np.int64)
-        return _in_chunks(
-            counts[ii] * counts[jj], lambda sl: _pair_quadratic(N, Sinv, ii[sl], jj[sl])
-        )
+        return np.asarray(pair_quadratic(N.indptr, N.indices, N.data, Sinv, ii, jj))
 
     def _cross(self, ii: IntArray, jj: IntArray) -> Array:
         """(N[:, ii]' S^-1)[jj], entry by entry (jj positions in the tail)."""
+        from glmx.mixed.kernels import column_dots
+
         N, Sinv = self._N, self._tail_inverse
-        counts = np.diff(N.indptr).astype(np.int64)
-        return _in_chunks(counts[ii], lambda sl: _column_dots(N, ii[sl], Sinv, jj[sl]))
+        return np.asarray(column_dots(N.indptr, N.indices, N.data, Sinv, ii, jj))
 
     def inverse_entries(self, i: IntArray, j: IntArray) -> Array:
         """Entries (A^-1)[i, j] for index arrays of equal shape (positions in u)."""
