@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import scipy.linalg as sla
 import scipy.sparse as sp
 from numpy.typing import NDArray
@@ -99,7 +100,8 @@ class SelectedInverse:
         i, j = np.broadcast_arrays(np.asarray(i, dtype=np.intp), np.asarray(j, dtype=np.intp))
         shape = i.shape
         q = s.reterms.q
-        keys, back = np.unique(i.ravel().astype(np.int64) * q + j.ravel(), return_inverse=True)
+        back, keys = pd.factorize(i.ravel().astype(np.int64) * q + j.ravel())  # by hashing
+        keys = np.asarray(keys, dtype=np.int64)
         i, j = (keys // q).astype(np.intp), (keys % q).astype(np.intp)  # each entry once
         out = np.zeros(i.size)
         si, sj = i < qs, j < qs
