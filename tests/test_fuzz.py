@@ -472,15 +472,8 @@ def test_glmx_errors_are_the_only_refusals() -> None:
         assert issubclass(cls, GlmxError)
 
 
-# ------------------------------------------------------------------ open failures
-# Found by the deep profile and not fixed here (the mixed-model engine's speed): run with
-# GLMX_FUZZ_OPEN=1 until fixed, then drop the gate.
-@pytest.mark.skipif(
-    not os.environ.get("GLMX_FUZZ_OPEN"),
-    reason="open (issue 15, invariant b): a 37-row binomial GLMM with the cauchit link and "
-    "two crossed random intercepts takes 6-16 s (262 deviance evaluations)",
-)
-def test_open_glmm_cauchit_crossed_intercepts_fits_in_5_seconds() -> None:
+# ------------------------------------------------------------------ found by the deep profile
+def test_glmm_cauchit_crossed_intercepts_fits_in_5_seconds() -> None:
     case = Case(n=37, family="binomial", link="cauchit")
     df = build_frame(case)
     start = time.perf_counter()
@@ -495,6 +488,7 @@ def test_open_glmm_cauchit_crossed_intercepts_fits_in_5_seconds() -> None:
     assert time.perf_counter() - start < 5.0
 
 
+# open: run with GLMX_FUZZ_OPEN=1 until fixed, then drop the gate
 @pytest.mark.skipif(
     not os.environ.get("GLMX_FUZZ_OPEN"),
     reason="open (issue 15, invariant b): a 26-row binomial GLMM with the cauchit link, "
