@@ -118,8 +118,8 @@ class DenseDesign:
         if n and p > _NARROW_COLUMNS and float(np.min(w)) == float(np.max(w)):
             # equal weights (gaussian, identity link): w X'X, a BLAS syrk over each
             # thread's rows (BLAS itself is held to one thread during a fit)
-            parts = map_slices(lambda lo, hi: self.X[lo:hi].T @ self.X[lo:hi], row_slices(n, p))
-            G = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
+            grams = map_slices(lambda lo, hi: self.X[lo:hi].T @ self.X[lo:hi], row_slices(n, p))
+            G = grams[0] if len(grams) == 1 else np.sum(grams, axis=0)
             G *= float(w[0])
             return G, (None if v is None else self.rmatvec(v))
         if n <= self._block:
