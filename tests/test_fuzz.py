@@ -492,7 +492,8 @@ def test_glmm_cauchit_crossed_intercepts_fits_in_5_seconds() -> None:
 @pytest.mark.skipif(
     not os.environ.get("GLMX_FUZZ_OPEN"),
     reason="open (issue 15, invariant b): a 26-row binomial GLMM with the cauchit link, "
-    "(1 | g/h) + (z | g) and no fixed effects runs for minutes",
+    "(1 | g/h) + (z | g) and no fixed effects takes about 10 s (1,440 deviance evaluations: "
+    "finite-difference gradients over four boundary restarts)",
 )
 def test_open_glmm_cauchit_nested_and_slope_without_fixed_effects_fits_in_5_seconds() -> None:
     case = Case(

@@ -104,6 +104,28 @@ class RowModel:
         m2ll = float(np.sum(self.minus2ll(eta))) if need_ll else 0.0
         return RowState(m2ll, mu, w, wres)
 
+    def observed(self, eta: Array, state: RowState) -> Array | None:
+        """Newton's weights for a non-canonical link, w - pw (y - mu) a'(eta) with
+        a = mu'(eta) / V(mu) (a' by a central difference), or None where one is not
+        positive (Fisher's weights are used then)."""
+        link, fam = self.family.link, self.family
+
+        def a(e: Array) -> Array:
+            return link.mu_eta(e) / fam.variance(link.inverse(e))  # type: ignore[no-any-return]
+
+        h = _DIFF_STEP * np.maximum(np.abs(eta), 1.0)
+        with np.errstate(all="ignore"):
+            slope = (a(eta + h) - a(eta - h)) / (2.0 * h)
+            w_obs = state.w - self.pw * (self.y - state.mu) * slope
+        used = state.w > 0
+        if not (np.all(np.isfinite(w_obs[used])) and np.all(w_obs[used] > 0)):
+            return None
+        return np.where(used, w_obs, 0.0)
+
+
+# relative step of the central difference for a'(eta) (rounding and truncation balance)
+_DIFF_STEP = 1e-5
+
 
 @dataclass(frozen=True)
 class RowState:
@@ -168,12 +190,22 @@ def pirls(
     eta_fixed = X @ beta + offset
     converged = False
     it = 0
+    newton = False  # the last system was Newton's (observed weights), not Fisher's
     while it < max_iter:
         it += 1
+        # a non-canonical link takes Newton steps after the first (Fisher scoring alone
+        # converges linearly, slowly where the random effects are large): same modes
+        w, wres = state.w, state.wres
+        obs = rows.observed(eta, state) if it > 1 and not rows.canonical else None
+        newton = obs is not None
+        if obs is not None:
+            with np.errstate(all="ignore"):
+                wres = np.where(obs > 0, state.w * state.wres / obs, 0.0)
+            w = obs
         # working response, less what is held fixed: offset (and X beta for u alone)
-        np.add(eta - (offset if joint else eta_fixed), state.wres, out=DT[-1])
+        np.add(eta - (offset if joint else eta_fixed), wres, out=DT[-1])
         with np.errstate(over="ignore", invalid="ignore"):
-            factor = BlockedFactor(s, theta, s.gram(state.w, DT))
+            factor = BlockedFactor(s, theta, s.gram(w, DT))
         u_new, beta_new = factor.solve()
         du = u_new - u
         db = (beta_new - beta) if joint else np.zeros(p)
@@ -197,6 +229,10 @@ def pirls(
         u, beta, eta, state, pdev = u_c, b_c, eta_c, state_c, pdev_c
     if not converged:  # the factor must be the one at the last modes' weights
         DT[-1] = 0.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            factor = BlockedFactor(s, theta, s.gram(state.w, DT))
+    elif newton:  # the Laplace approximation's factor has Fisher's weights at the modes
+        np.add(eta - (offset if joint else eta_fixed), state.wres, out=DT[-1])
         with np.errstate(over="ignore", invalid="ignore"):
             factor = BlockedFactor(s, theta, s.gram(state.w, DT))
     return PirlsResult(u, beta, eta, state.mu, state.m2ll, factor, it, converged)
