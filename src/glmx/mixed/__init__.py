@@ -2,7 +2,8 @@
 core.  ``fit_mixed`` returns a raw :class:`MixedFit`; ``predict_eta`` gives the linear
 predictor for new data."""
 
-from glmx.mixed.fit import MixedFit, fit_mixed, predict_eta
+from glmx.mixed.fit import MixedFit, fit_mixed
+from glmx.mixed.predict import predict_eta
 from glmx.mixed.reformula import MixedFormula, ReTermSpec, parse_mixed_formula
 
 __all__ = [

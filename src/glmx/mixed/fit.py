@@ -10,7 +10,6 @@ order of the data's rows used.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,9 +19,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from glmx.design.formula import TermState, new_design
-from glmx.design.frames import to_pandas
-from glmx.errors import ConvergenceError, DataError, FamilyError
+from glmx.design.formula import TermState
+from glmx.errors import ConvergenceError, DataError, FamilyError, shown
 from glmx.families import get_family
 from glmx.families.base import Family
 from glmx.mixed.blocked import BlockedFactor, Structure
@@ -40,7 +38,6 @@ from glmx.mixed.optimize import (
     minimize_scaled,
 )
 from glmx.mixed.pirls import PirlsResult, RowModel
-from glmx.mixed.problem import HIDDEN as _HIDDEN
 from glmx.mixed.problem import Problem, build_problem, condvar_by_group, unsort
 from glmx.mixed.reterms import ReTerms, r_column_name
 from glmx.mixed.starts import moment_start
@@ -136,7 +133,7 @@ def fit_mixed(
             "use the identity link"
         )
     if isinstance(nagq, bool) or not isinstance(nagq, int | np.integer) or nagq < 0:
-        raise DataError(f"nagq must be a non-negative integer, got {_show(nagq)}")
+        raise DataError(f"nagq must be a non-negative integer, got {shown(nagq)}")
     if nagq > MAX_NAGQ:
         raise DataError(
             f"nagq = {int(nagq)} is more quadrature points than glmx (and lme4) allow: "
@@ -178,11 +175,6 @@ _NO_FIT = (
 
 
 MAX_NAGQ = 25  # lme4's cap on nAGQ: more nodes add nothing but rounding
-
-
-def _show(value: Any) -> str:
-    """A value as a user typed it: numpy scalars without their type's name."""
-    return repr(value.item()) if isinstance(value, np.generic) else repr(value)
 
 
 # below this size of the dense block, BLAS threads cost more than they save: numpy and
@@ -571,42 +563,3 @@ def _glmm_vcov(
     _, w, _ = rows.working(res.eta)
     DT = np.vstack([X.T, np.zeros(X.shape[0])])
     return BlockedFactor(s, theta, s.gram(w, DT)).fixed_cov_unscaled()
-
-
-def predict_eta(fit: MixedFit, newdata: Any = None, re: bool = True, offset: Any = None) -> Array:
-    """Linear predictor for new data, with (``re=True``) or without the random effects;
-    levels the fit never saw (and missing grouping values) contribute zero."""
-    if newdata is None:
-        return fit.linear_predictor if re else fit.linear_predictor_fixed
-    df = to_pandas(newdata)
-    terms = fit.fixed_terms
-    if terms.offset_column is not None and terms.offset_column.startswith(_HIDDEN):
-        if offset is None:
-            raise DataError(
-                "the model was fitted with an offset array; give the offset for the new "
-                "data with offset="
-            )
-        terms = dataclasses.replace(terms, offset_column=None, offset_array=False)
-    X, off = new_design(terms, df, offset=offset)
-    X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
-    all_names = _design_names(terms, X.shape[1])
-    if all_names is not None and len(all_names) != len(fit.fixed_columns):
-        X = X[:, [all_names.index(c) for c in fit.fixed_columns]]
-    eta = X @ fit.coef.to_numpy() + off
-    if not re:
-        return np.asarray(eta)
-    rt = fit.reterms
-    for i, t in enumerate(rt.terms):
-        codes = t.new_codes(df)
-        Xt = t.new_X(df)
-        bt = fit.b[rt.u_offsets[i] : rt.u_offsets[i + 1]].reshape(t.n_levels, t.k)
-        seen = codes >= 0
-        contrib = np.zeros(len(df))
-        contrib[seen] = np.einsum("ij,ij->i", Xt[seen], bt[codes[seen]])
-        eta = eta + contrib
-    return np.asarray(eta)
-
-
-def _design_names(terms: TermState, width: int) -> list[str] | None:
-    names = getattr(terms.model_spec, "column_names", None)
-    return [str(c) for c in names] if names is not None and len(names) == width else None

@@ -251,7 +251,7 @@ class MixedResults:
         the fit contribute zero (lme4's ``allow.new.levels = TRUE``).  ``offset`` is for a
         fit whose ``offset=`` was an array (a column or ``offset()`` term is read from
         ``newdata``)."""
-        from glmx.mixed.fit import predict_eta
+        from glmx.mixed.predict import predict_eta
 
         if type not in ("response", "link"):
             raise ValueError(f"type must be 'response' or 'link', not {type!r}")
