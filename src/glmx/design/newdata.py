@@ -17,21 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from glmx.errors import DataError
+from glmx.errors import DataError, shown
 
 # a factor written C(name) or C(name, ...): group 1 is the column name
 _C_CALL = re.compile(r"C\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*[,)]")
 
 
-def show(value: Any) -> str:
-    """A value as Python prints it: numpy scalars as their Python equivalents."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
 def show_values(values: Iterable[Any], limit: int = 5) -> str:
     """Up to ``limit`` values, comma-separated, '...' when there are more."""
     items = list(values)
-    text = ", ".join(show(v) for v in items[:limit])
+    text = ", ".join(shown(v) for v in items[:limit])
     return text + (", ..." if len(items) > limit else "")
 
 
@@ -132,8 +127,8 @@ def _check_numeric(col: pd.Series, name: str) -> bool:
         return True
     raise DataError(
         f"column {name!r} was numeric in the fit but holds {col.dtype} values in the new "
-        f"data (e.g. {show(values.iloc[0])})"
+        f"data (e.g. {shown(values.iloc[0])})"
     )
 
 
-__all__ = ["check_new_data", "missing_columns_error", "model_variables", "show", "show_values"]
+__all__ = ["check_new_data", "missing_columns_error", "model_variables", "show_values"]
