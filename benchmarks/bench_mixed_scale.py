@@ -59,12 +59,12 @@ from benchlib import (
     Result,
     Summary,
     add_common_options,
+    compare,
     fmt,
     fmt_gb,
     load_note,
     max_abs_diff,
     new_datadir,
-    run_fit,
     set_threads,
 )
 
@@ -390,35 +390,6 @@ def scale_scripts() -> Iterator[None]:
         benchlib.WORKER, benchlib.R_SCRIPT = saved
 
 
-def alternate(
-    name: str,
-    datadir: Path,
-    family: str,
-    reps: int,
-    timeouts: dict[str, float],
-    single_rep_above: float,
-    skipped: dict[str, str],
-) -> dict[str, Summary]:
-    """glmx, lme4, glmx, lme4, ...: each library ``reps`` times with its own timeout; a
-    library that failed is not retried, one slower than ``single_rep_above`` not repeated."""
-    sums = {lib: Summary(lib, skipped=skipped.get(lib)) for lib in ("glmx", "R")}
-    with scale_scripts():
-        for rep in range(reps):
-            for lib, s in sums.items():
-                if s.skipped or (rep > 0 and not s.ok):
-                    continue
-                if rep > 0 and (s.min_seconds or 0.0) > single_rep_above:
-                    continue
-                run = run_fit(name, lib, datadir, family, timeouts[lib])
-                s.runs.append(run)
-                t = f"{run.seconds:.2f} s" if run.seconds is not None else run.status
-                print(
-                    f"  [{name}] rep {rep + 1} {'lme4' if lib == 'R' else lib}: {t}",
-                    file=sys.stderr,
-                )
-    return sums
-
-
 # ------------------------------------------------------------------------------ report
 
 
@@ -643,9 +614,11 @@ def main(argv: list[str] | None = None) -> Result:
                     "(lme4 does not finish in 30 minutes)"
                 )
             timeouts = {"glmx": args.timeout, "R": args.lme4_timeout}
-            sums = alternate(
-                name, datadir, case.family, reps, timeouts, args.single_rep_above, skipped
-            )
+            with scale_scripts():  # one library after the other, reps times
+                sums = compare(
+                    name, ["glmx", "R"], datadir, case.family, reps, timeouts,
+                    args.single_rep_above, skipped,
+                )  # fmt: skip
             every.extend(sums.values())
         finally:
             shutil.rmtree(datadir, ignore_errors=True)

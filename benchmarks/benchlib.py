@@ -234,14 +234,15 @@ def compare(
     datadir: Path,
     family: str,
     reps: int,
-    timeout: float,
+    timeout: float | dict[str, float],
     single_rep_above: float = float("inf"),
     skipped: dict[str, str] | None = None,
     log: bool = True,
 ) -> dict[str, Summary]:
     """Run every library ``reps`` times, alternating (A B C A B C ...).  A library that
     failed or timed out is not retried; one whose fastest fit so far took longer than
-    ``single_rep_above`` seconds is not repeated."""
+    ``single_rep_above`` seconds is not repeated.  ``timeout``: seconds a fit, or a
+    library's seconds by name."""
     skipped = skipped or {}
     sums = {lib: Summary(lib, skipped=skipped.get(lib)) for lib in libraries}
     for rep in range(reps):
@@ -250,7 +251,8 @@ def compare(
                 continue
             if rep > 0 and (s.min_seconds or 0.0) > single_rep_above:
                 continue
-            run = run_fit(task, lib, datadir, family, timeout)
+            limit = timeout[lib] if isinstance(timeout, dict) else timeout
+            run = run_fit(task, lib, datadir, family, limit)
             s.runs.append(run)
             if log:
                 t = f"{run.seconds:.3f} s" if run.seconds is not None else run.status
