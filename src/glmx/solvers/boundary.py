@@ -103,6 +103,10 @@ class _Problem:
         self.margin = MARGIN * abs(float(ends[1] - ends[0]))
         self.eta_lim = float(ends[0]) + edge.side * self.margin
         self.X_edge = inp.X.rows(self.rows)[:, kept] if self.rows.size else None
+        # a ridge for directions with no curvature (rows at the edge only), in each
+        # column's units (1e-10 of its weighted sum of squares): the constraints stop it
+        d = np.diag(inp.X.gram(wt))[kept]
+        self.ridge = 1e-10 * np.maximum(d, np.finfo(float).tiny)
 
     def eta(self, beta: Array) -> Array:
         return self.inp.X.matvec(np.where(self.kept, beta, 0.0)) + self.inp.offset
@@ -126,10 +130,7 @@ class _Problem:
         h[bad] = W[bad]
         h[self.rows] = inp.total_weights[self.rows] * self.edge.curvature(eta[self.rows])
         H = inp.X.gram(h)[np.ix_(self.kept, self.kept)]
-        # a ridge for directions with no curvature (rows at the edge only): the step
-        # there is stopped by the constraints
-        d = np.diag(inp.X.gram(inp.total_weights))[self.kept]
-        H[np.diag_indices_from(H)] += 1e-10 * np.maximum(d, np.finfo(float).tiny)
+        H[np.diag_indices_from(H)] += self.ridge
         return g, H
 
     def slack(self, eta: Array) -> Array:
