@@ -18,10 +18,20 @@ import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+import glmx.mixed.structure as structure_module
 from glmx.families import get_family
 from glmx.mixed.blocked import BlockedFactor
 from glmx.mixed.lmm import LinearMixedModel
 from glmx.mixed.problem import Problem, build_problem
+
+DENSE_TAIL_MAX = structure_module.DENSE_TAIL_MAX  # the default
+
+
+@pytest.fixture(autouse=True)
+def staged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The designs here are small enough to be factored as one dense block; the tests
+    make them staged (sparse blocks), unless they set the limit again."""
+    monkeypatch.setattr(structure_module, "DENSE_TAIL_MAX", 0)
 
 
 def design(kind: str, seed: int, n: int = 240) -> pd.DataFrame:
@@ -101,9 +111,16 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("all_tail", [False, True])
 @pytest.mark.parametrize("formula, kind, seed", CASES)
-def test_factor_matches_dense_reference(formula: str, kind: str, seed: int) -> None:
+def test_factor_matches_dense_reference(
+    formula: str, kind: str, seed: int, all_tail: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staged, and as one dense block (a small model's layout)."""
+    if all_tail:
+        monkeypatch.setattr(structure_module, "DENSE_TAIL_MAX", 10**6)
     prob = problem(formula, kind, seed)
+    assert (prob.structure.n_stages == 0) == all_tail
     rng = np.random.default_rng(seed + 100)
     s = prob.structure
     gram = s.gram(prob.pw, np.vstack([prob.X.T, prob.y]))
@@ -263,3 +280,48 @@ def test_describe_structure_before_fitting() -> None:
     assert "(1 | b) x (1 | a): sparse 9 x 17" in text
     assert "(1 | b), X: dense 11 x 11" in text
     assert "work per evaluation" in lines[-1]
+
+
+def test_small_models_are_one_dense_block_large_ones_staged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At the default DENSE_TAIL_MAX: the designs above (q <= 60) are all tail; a nested
+    model with more random effects keeps its nested terms as stages, and a small last
+    term joins the tail."""
+    monkeypatch.setattr(structure_module, "DENSE_TAIL_MAX", DENSE_TAIL_MAX)
+    for formula in FORMULAS:
+        s = problem(formula, "nested", 1).structure
+        assert s.n_stages == 0 and s.q_tail == s.reterms.q
+    rng = np.random.default_rng(5)
+    n = 3000
+    a = rng.permutation(np.arange(n) % 600)  # 600 classes in 200 schools in 4 districts
+    df = pd.DataFrame(
+        {"y": rng.standard_normal(n), "x": rng.standard_normal(n), "a": a, "b": a // 3,
+         "c": a // 150, "w": np.ones(n)}
+    )  # fmt: skip
+    prob = build_problem(
+        "y ~ x + (1 | a) + (1 | b) + (1 | c)", df, get_family("gaussian"), "w", None, True
+    )
+    s = prob.structure
+    assert s.n_stages == 2 and s.q_tail == 4  # (1 | c)'s 4 levels are the dense tail
+    f = BlockedFactor(s, np.array([0.7, 0.5, 0.3]), s.gram(prob.pw, np.vstack([prob.X.T, prob.y])))
+    assert np.isfinite(f.logdet_L) and f.L11.shape == (600, 1, 1)
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | a)", "y ~ x + (1 + x | a) + (1 | b)"])
+def test_first_terms_factor_is_the_same_in_the_dense_block(
+    formula: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """L11 (adaptive quadrature's per-group scale) read from the dense factor equals the
+    staged factor's."""
+    theta = None
+    out = []
+    for limit in (0, 10**6):
+        monkeypatch.setattr(structure_module, "DENSE_TAIL_MAX", limit)
+        prob = problem(formula, "nested", 4)
+        s = prob.structure
+        if theta is None:
+            theta = random_theta(prob, np.random.default_rng(9))
+        f = BlockedFactor(s, theta, s.gram(prob.pw, np.vstack([prob.X.T, prob.y])))
+        out.append(f.L11)
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-12, atol=1e-14)

@@ -89,6 +89,13 @@ def _sandwich(T: Array, G: Array) -> Array:
     return np.asarray(T.T @ G @ T)
 
 
+def _sandwich_pair(Ti: Array, C: Array, Tj: Array) -> Array:
+    """T_i' C_l T_j for each block C_l of a stack (P, k_i, k_j)."""
+    if C.shape[1:] == (1, 1):
+        return C * (Ti[0, 0] * Tj[0, 0])
+    return np.asarray(Ti.T @ C @ Tj)
+
+
 def _dense_cholesky(A: Array) -> Array:
     """Lower Cholesky factor of A (F-ordered, lower triangle read): in place by LAPACK
     for a large A, by numpy for a small one."""
@@ -121,13 +128,7 @@ class BlockedFactor(SelectedInverse):
         cross: dict[tuple[int, int], sp.csr_matrix] = {}
         for (i, j), pat in s.pairs.items():
             if j < S:
-                C = gram.cross[(i, j)]
-                scaled = (
-                    C * (Ts[i][0, 0] * Ts[j][0, 0])
-                    if C.shape[1:] == (1, 1)
-                    else (Ts[i].T @ C @ Ts[j])
-                )
-                cross[(i, j)] = pat.csr(scaled)
+                cross[(i, j)] = pat.csr(_sandwich_pair(Ts[i], gram.cross[(i, j)], Ts[j]))
         # Lambda_i' Z_i'W D, (q_i, pD)
         ZD = [np.asarray(Ts[i].T @ gram.zd[i]).reshape(-1, pD) for i in range(K)]
         tail = np.zeros((na, na), order="F")  # lower triangle of the tail and X
@@ -140,8 +141,8 @@ class BlockedFactor(SelectedInverse):
             tail[idx[:, :, None], idx[:, None, :]] = G
             for j in range(S, i):
                 C = gram.cross[(i, j)]
-                block = s.pairs[(i, j)].csr(Ts[i].T @ C @ Ts[j]).tocoo()
-                tail[a + block.row, off[j] - qs + block.col] = block.data
+                rows, cols = s.pairs[(i, j)].positions
+                tail[a + rows, off[j] - qs + cols] = _sandwich_pair(Ts[i], C, Ts[j])
             tail[qt:, a : a + s.m[i] * s.k[i]] = ZD[i][:, :p].T
             tb[a : a + s.m[i] * s.k[i]] = ZD[i][:, p]
         tail[qt:, qt:] = gram.dd[:p, :p].T  # D W D' by rows: its upper triangle
@@ -184,8 +185,14 @@ class BlockedFactor(SelectedInverse):
 
     @property
     def L11(self) -> Array:
-        """The first term's (block) diagonal factor, (m1, k1, k1)."""
-        return self.Ls[0]
+        """The first term's (block) diagonal factor, (m1, k1, k1); its diagonal blocks of
+        the dense factor when the first term is in the tail (its block of A is block
+        diagonal, so is its factor's)."""
+        if self.Ls:
+            return self.Ls[0]
+        s = self.s
+        pos = np.arange(s.m1)[:, None] * s.k1 + np.arange(s.k1)
+        return np.asarray(self.Laa[pos[:, :, None], pos[:, None, :]])
 
     # --- solves ---------------------------------------------------------------------
     def _backward(self, ys: list[Array], y_aa: Array) -> tuple[list[Array], Array]:

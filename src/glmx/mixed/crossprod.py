@@ -84,6 +84,16 @@ class PairPattern:
         ).ravel()
         return indptr, indices, pos.ravel().astype(np.intp)
 
+    @cached_property
+    def positions(self) -> tuple[IntArray, IntArray]:
+        """Row and column of each entry (P, k_i, k_j) in the expanded q_i x q_j matrix."""
+        ki, kj = self.k_i, self.k_j
+        rows = self.rows[:, None, None] * ki + np.arange(ki)[None, :, None]
+        cols = self.cols[:, None, None] * kj + np.arange(kj)[None, None, :]
+        return np.broadcast_to(rows, (self.n_pairs, ki, kj)), np.broadcast_to(
+            cols, (self.n_pairs, ki, kj)
+        )
+
     def csr(self, data: Array) -> sp.csr_matrix:
         """The expanded q_i x q_j matrix from per-pair blocks ``data`` (P, k_i, k_j)."""
         if self.k_i == 1 and self.k_j == 1:

@@ -530,8 +530,8 @@ def _fit_glmm(
 
 
 def _method(gradient: bool) -> str:
-    """The GLMM optimizer (glmx.mixed.optimize.minimize_bounded): L-BFGS-B either way."""
-    return "L-BFGS-B (analytic gradient)" if gradient else "L-BFGS-B (finite differences)"
+    """The GLMM optimizer (glmx.mixed.optimize.minimize_bounded)."""
+    return "L-BFGS-B (analytic gradient)" if gradient else "BOBYQA"
 
 
 def _default_start(rt: ReTerms, start_label: str, beta: Array | None) -> list[tuple[str, Array]]:

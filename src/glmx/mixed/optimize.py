@@ -3,10 +3,9 @@
 Without a gradient the optimizer is BOBYQA (Powell's derivative-free bounded trust-region
 method, from NLopt, as lme4 and MixedModels.jl use it): a quadratic model of the deviance
 built from its values, a few dozen evaluations for a handful of parameters.  With an
-analytic gradient (GLMMs with a canonical link) it is L-BFGS-B.  Either is followed by a
-few projected Newton steps with a finite-difference Hessian, which take the optimum to the
-accuracy of the deviance itself.  The derivatives
-at the end are lme4's ``deriv12`` (central differences, delta 1e-4, one-sided at a bound)
+analytic gradient (GLMMs with a canonical link) it is L-BFGS-B, followed by a few
+projected Newton steps with a Hessian from differences of the gradient, which take the
+optimum to the accuracy of the deviance itself.  The derivatives at the end are lme4's ``deriv12`` (central differences, delta 1e-4, one-sided at a bound)
 and feed lme4's convergence checks (``checkConv``): a scaled gradient above 0.002 or a
 Hessian that is not positive definite warns.
 """
@@ -48,6 +47,7 @@ class OptimizeResult:
 # or a step that changes the deviance by less than FTOL_REL of its size
 BOBYQA_XTOL = 1e-7
 BOBYQA_FTOL_REL = 1e-13
+BOBYQA_ROUGH_XTOL = 1e-5  # a start for a later fit (a GLMM's stage one)
 
 
 def bobyqa(
@@ -259,16 +259,19 @@ def minimize_bounded(
     polish: bool = True,
     rough: bool = False,
 ) -> OptimizeResult:
-    """Minimize fun over x >= lower (entries -inf are free)."""
+    """Minimize fun over x >= lower (entries -inf are free): L-BFGS-B with the analytic
+    gradient ``jac``, BOBYQA without one (finite-difference gradients would cost 2 n
+    evaluations a step); ``rough``: a start for a later fit, to a looser tolerance."""
+    if jac is None:
+        xtol = BOBYQA_ROUGH_XTOL if rough else BOBYQA_XTOL
+        return bobyqa(fun, x0, lower, max_eval=max(max_iter, 10), progress=progress, xtol=xtol)
     counted = _Counted(fun)
     lower = np.asarray(lower, dtype=float)
     x0 = np.maximum(np.asarray(x0, dtype=float), lower)
     history: list[float] = []
 
     def grad(x: Array) -> Array:
-        if jac is not None:
-            return np.asarray(jac(x), dtype=float)
-        return central_gradient(counted, x, lower, counted(x))
+        return np.asarray(jac(x), dtype=float)
 
     def callback(intermediate_result: so.OptimizeResult) -> None:
         history.append(float(intermediate_result.fun))

@@ -5,10 +5,11 @@ into blocks by random-effect term, in lme4's term order (decreasing number of le
 in Bates et al. (2025, the MixedModels.jl algorithm).  A term whose diagonal block stays
 block diagonal after the terms before it are eliminated is a *stage*: its block of L is
 diagonal (scalar term) or block diagonal (k x k per level), and the blocks below it are
-kept sparse.  The first term is always a stage; a later one is when it is nested in the
-stages before it (each of their levels meets one of its levels, after fill-in).  The
-first term that is not a stage starts the *tail*: it, the terms after it and X are one
-dense block, the fill-in of crossed factors making it dense.
+kept sparse.  A term is a stage when it is nested in the stages before it (each of their
+levels meets one of its levels, after fill-in) and the terms from it on have more than
+DENSE_TAIL_MAX random effects in all.  The first term that is not a stage starts the
+*tail*: it, the terms after it and X are one dense block, the fill-in of crossed factors
+making it dense (a small model is all tail: LAPACK factors it faster than sparse updates).
 
 The symbolic elimination counts the fill-in of every block; :meth:`Structure.describe`
 reports it, so that a user sees why a model is slow (a large dense tail).
@@ -29,6 +30,9 @@ Array = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 
 _COUNT_LIMIT = 50_000_000  # symbolic products larger than this are not counted
+# terms with at most this many random effects in all (from a term to the last) go to the
+# dense tail: a factorization of so few is faster by LAPACK than by sparse stage updates
+DENSE_TAIL_MAX = 128
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class Structure:
         }
         n_stages = 0
         for s in range(K):
+            if self.offsets[K] - self.offsets[s] <= DENSE_TAIL_MAX:
+                break  # a small rest is cheaper as one dense block than as sparse stages
             if s > 0 and any(_max_column_count(pat[(s, t)]) > 1 for t in range(s)):
                 break
             n_stages = s + 1
