@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from formulaic.errors import FormulaicError
 from numpy.typing import NDArray
 
+from glmx.design.contrasts import MATERIALIZER
 from glmx.errors import DataError, FormulaError
 from glmx.mixed.reformula import ReTermSpec
 
@@ -165,7 +166,8 @@ def build_term(spec: ReTermSpec, df: pd.DataFrame) -> ReTerm:
             parts.append(_level_label(values[c]))
         labels.append(":".join(parts[::-1]))
     try:
-        mm = formulaic.model_matrix(spec.lhs, df, na_action="raise")
+        # R's contrasts (contr.poly for an ordered factor), as the fixed effects
+        mm = formulaic.model_matrix(spec.lhs, df, na_action="raise", materializer=MATERIALIZER)
     except FormulaicError as exc:
         raise FormulaError(f"cannot build random-effect term {spec}: {exc}") from None
     except Exception as exc:  # errors of user transforms inside formulaic
