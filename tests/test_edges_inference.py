@@ -387,3 +387,37 @@ def test_unknown_name_without_a_close_one_lists_the_known_names(kind: str, name:
     msg = str(err.value)
     assert f"unknown {kind} {name!r}; known" in msg and "did you mean" not in msg
     assert "logit" in msg if kind == "link" else "negative_binomial" in msg
+
+
+# --- a bad option value is a glmx error naming the value -----------------------------
+def _fits() -> tuple[glmx.GLMResults, object]:
+    d = load("dobson")
+    fit = glmx.glm("counts ~ outcome + treatment", d, family="poisson")
+    s = load("sleepstudy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mixed = glmx.glmm("Reaction ~ Days + (1 | Subject)", s)
+    return fit, mixed
+
+
+BAD_OPTIONS = [
+    ("glm residuals", lambda f, m: f.residuals("deviant"), "'deviant'"),
+    ("glm predict type", lambda f, m: f.predict(type="mean"), "'mean'"),
+    ("glm predict interval", lambda f, m: f.predict(interval="credible"), "'credible'"),
+    ("glm prediction level", lambda f, m: f.predict(interval="prediction", level=1.5), "1.5"),
+    ("glm confint method", lambda f, m: f.confint(method="bootstrap"), "'bootstrap'"),
+    ("rstandard type", lambda f, m: f.rstandard(type="raw"), "'raw'"),
+    ("anova test", lambda f, m: glmx.anova(f, test="Wald"), "'Wald'"),
+    ("mixed residuals", lambda f, m: m.residuals("deviant"), "'deviant'"),
+    ("mixed predict type", lambda f, m: m.predict(type="mean"), "'mean'"),
+    ("dataset name", lambda f, m: load("iris"), "'iris'"),
+]
+
+
+@pytest.mark.parametrize(("what", "call", "shown"), BAD_OPTIONS, ids=[b[0] for b in BAD_OPTIONS])
+def test_bad_option_value_is_a_glmx_error_naming_it(what: str, call, shown: str) -> None:  # noqa: ANN001
+    fit, mixed = _fits()
+    with pytest.raises(glmx.GlmxError) as info:
+        call(fit, mixed)
+    assert isinstance(info.value, ValueError)  # as before: still a ValueError
+    assert shown in str(info.value)

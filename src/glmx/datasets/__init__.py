@@ -26,6 +26,8 @@ from importlib import resources
 
 import pandas as pd
 
+from glmx.errors import DataError
+
 NAMES = (
     "dobson", "budworm", "quine", "clotting", "insurance", "mtcars", "sleepstudy", "cbpp",
 )  # fmt: skip
@@ -34,7 +36,7 @@ NAMES = (
 def load(name: str) -> pd.DataFrame:
     """A bundled dataset by name, with R's column types and level order."""
     if name not in NAMES:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(NAMES)}")
+        raise DataError(f"unknown dataset {name!r}; available: {', '.join(NAMES)}")
     root = resources.files(__name__)
     spec = json.loads((root / "levels.json").read_text())[name]
     factors: dict[str, list[str]] = spec.get("factors", {})

@@ -175,7 +175,7 @@ def cooks_distance(fit: GLMResults) -> Array:
 
 def _rstandard(c: _Core, kind: str) -> Array:
     if kind not in ("deviance", "pearson"):
-        raise ValueError(f"rstandard type must be 'deviance' or 'pearson', got {kind!r}")
+        raise DataError(f"rstandard type must be 'deviance' or 'pearson', got {kind!r}")
     r = c.dev if kind == "deviance" else c.pearson
     # r_i / sqrt(phi (1 - h_i))
     with np.errstate(divide="ignore", invalid="ignore"):

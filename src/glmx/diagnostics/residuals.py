@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
-from glmx.errors import FamilyError
+from glmx.errors import DataError, FamilyError
 from glmx.families.base import Family
 from glmx.families.exponential import Binomial, Gamma, Gaussian, InverseGaussian, Poisson
 from glmx.families.negbin import NegativeBinomial
@@ -44,7 +44,7 @@ def residuals(kind: str, family: Family, y: Array, mu: Array, eta: Array, weight
         # sign(y - mu) sqrt(w d(y, mu))
         d = family.deviance_residuals_sq(y, mu, weights)
         return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
-    raise ValueError(f"unknown residual type {kind!r}; choose one of {', '.join(RESIDUAL_TYPES)}")
+    raise DataError(f"unknown residual type {kind!r}; choose one of {', '.join(RESIDUAL_TYPES)}")
 
 
 # --- quantile and Anscombe residuals (fit-level: they need the dispersion or theta) ------
@@ -67,7 +67,7 @@ def extra_residuals(fit: GLMResults, type: str, seed: int | None = None) -> Arra
         r = anscombe_residuals(fit)
     else:
         known = ", ".join(RESIDUAL_TYPES + EXTRA_RESIDUAL_TYPES)
-        raise ValueError(f"unknown residual type {type!r}; choose one of {known}")
+        raise DataError(f"unknown residual type {type!r}; choose one of {known}")
     return np.where(fit._fit.weights > 0, r, np.nan)
 
 

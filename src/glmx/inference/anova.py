@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign, ones_column
-from glmx.errors import ConvergenceError, FamilyError, GlmxWarning
+from glmx.errors import ConvergenceError, DataError, FamilyError, GlmxWarning
 from glmx.families.negbin import NegativeBinomial
 from glmx.inference.compare import check_comparable, estimated_theta
 from glmx.solvers.elementwise import working_weights_and_residuals
@@ -67,7 +67,7 @@ def resolve_test(fit: GLMResults, test: str | None) -> str | None:
         return "Chisq" if fit.family.fixed_dispersion else "F"
     key = str(test).lower()
     if key not in _TESTS:
-        raise ValueError(f"test must be 'Chisq' (or 'LRT'), 'F', 'Rao' or 'none', got {test!r}")
+        raise DataError(f"test must be 'Chisq' (or 'LRT'), 'F', 'Rao' or 'none', got {test!r}")
     return _TESTS[key]
 
 

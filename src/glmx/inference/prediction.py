@@ -100,9 +100,9 @@ def prediction_interval(
     family = fit.family
     dist = _predictive(family)
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be between 0 and 1, got {level}")
+        raise DataError(f"level must be between 0 and 1, got {level}")
     if int(n_sim) != n_sim or n_sim < 1:
-        raise ValueError(f"n_sim must be a positive integer, got {n_sim}")
+        raise DataError(f"n_sim must be a positive integer, got {n_sim}")
 
     kept = ~fit._fit.aliased
     Xk: Any = X[:, kept] if sp.issparse(X) else np.asarray(X, dtype=float)[:, kept]

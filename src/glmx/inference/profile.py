@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign
-from glmx.errors import FamilyError, GlmxError, GlmxWarning, SeparationWarning
+from glmx.errors import DataError, FamilyError, GlmxError, GlmxWarning, SeparationWarning
 from glmx.families.exponential import Binomial
 from glmx.families.links import Logit
 from glmx.solvers.firth import firth_constrained, penalized_loglik
@@ -58,7 +58,7 @@ def profile_confint(fit: GLMResults, level: float = 0.95) -> pd.DataFrame:
     """Profile intervals for every non-aliased coefficient: +-inf where the profile never
     reaches the cut-off, NaN where a bound cannot be computed."""
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+        raise DataError(f"level must be in (0, 1), got {level!r}")
     raw = fit._fit
     q = float(stats.norm.ppf(0.5 + level / 2.0))
     phi = fit.dispersion

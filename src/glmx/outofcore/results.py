@@ -201,7 +201,7 @@ class ChunkedGLM(LoadedGLM):
         by a pass over the data (see the class doc)."""
         known = (*RESIDUAL_TYPES, *EXTRA_RESIDUAL_TYPES)
         if type not in known:
-            raise ValueError(f"unknown residual type {type!r}; choose one of {', '.join(known)}")
+            raise DataError(f"unknown residual type {type!r}; choose one of {', '.join(known)}")
         return self._per_row("residuals", type, seed)
 
     def _per_row(self, kind: str, residual_type: str = "deviance", seed: Any = None) -> Any:

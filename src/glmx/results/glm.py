@@ -133,7 +133,7 @@ class GLMResults(EstimatesMixin, DiagnosticsMixin):
 
                 self._cache[key] = profile_confint(self, level)
             return self._cache[key].copy()
-        raise ValueError(f"confint method must be 'profile' or 'wald', got {method!r}")
+        raise DataError(f"confint method must be 'profile' or 'wald', got {method!r}")
 
     # --- fit statistics ---------------------------------------------------------------
     @property
@@ -274,13 +274,13 @@ class GLMResults(EstimatesMixin, DiagnosticsMixin):
         precision weights, default 1).
         """
         if type not in ("response", "link"):
-            raise ValueError(f"type must be 'response' or 'link', got {type!r}")
+            raise DataError(f"type must be 'response' or 'link', got {type!r}")
         if interval not in (None, "confidence", "prediction"):
-            raise ValueError(
+            raise DataError(
                 f"interval must be None, 'confidence' or 'prediction', got {interval!r}"
             )
         if interval == "prediction" and type == "link":
-            raise ValueError(
+            raise DataError(
                 "interval='prediction' bounds a new observation, on the response scale: use "
                 "type='response' (interval='confidence' for the link scale)"
             )

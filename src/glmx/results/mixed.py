@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from glmx.errors import DataError
 from glmx.families.base import Family
 from glmx.inference.wald import coef_table as _coef_table
 from glmx.inference.wald import wald_confint
@@ -238,7 +239,7 @@ class MixedResults:
         if type == "deviance":
             d = w * self.family.unit_deviance(y, mu)
             return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
-        raise ValueError(f"type must be 'response', 'pearson' or 'deviance', not {type!r}")
+        raise DataError(f"type must be 'response', 'pearson' or 'deviance', not {type!r}")
 
     def predict(
         self,
@@ -254,7 +255,7 @@ class MixedResults:
         from glmx.mixed.predict import predict_eta
 
         if type not in ("response", "link"):
-            raise ValueError(f"type must be 'response' or 'link', not {type!r}")
+            raise DataError(f"type must be 'response' or 'link', not {type!r}")
         if newdata is None:
             eta = (
                 self.linear_predictor

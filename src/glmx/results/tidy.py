@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from glmx.errors import GlmxWarning
+from glmx.errors import DataError, GlmxWarning
 
 if TYPE_CHECKING:
     from glmx.results.glm import GLMResults
@@ -48,7 +48,7 @@ def tidy(
     ``p_value`` on the link scale.  It warns for a link other than log, logit or cloglog,
     where exp(coefficient) is no ratio of the usual kind."""
     if conf_method not in ("profile", "wald"):
-        raise ValueError(f"conf_method must be 'profile' or 'wald', got {conf_method!r}")
+        raise DataError(f"conf_method must be 'profile' or 'wald', got {conf_method!r}")
     if exponentiate and fit.link not in RATIO_LINKS:
         warnings.warn(
             f"exponentiate=True with the {fit.link} link: exp(coefficient) is a rate, odds "
