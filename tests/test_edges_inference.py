@@ -421,3 +421,16 @@ def test_bad_option_value_is_a_glmx_error_naming_it(what: str, call, shown: str)
         call(fit, mixed)
     assert isinstance(info.value, ValueError)  # as before: still a ValueError
     assert shown in str(info.value)
+
+
+def test_summary_of_a_model_without_coefficients_says_so_as_r() -> None:
+    """R's summary.glm of y ~ 0: "No Coefficients", no table or significance codes, and
+    no iteration (R 4.2.2: residual deviance 15.004 on 8 df, AIC 33.317 for these data)."""
+    d = pd.DataFrame({"y": [1.0, 2, 3, 0, 2, 5, 1, 2]})
+    fit = glmx.glm("y ~ 0", d, family="poisson")
+    text = str(fit.summary())
+    assert "No Coefficients" in text
+    assert "Estimate" not in text and "Signif. codes" not in text
+    assert "Number of Fisher Scoring iterations: 0" in text
+    assert "Residual deviance: 15.004  on 8  degrees of freedom" in text
+    assert "AIC: 33.317" in text

@@ -66,16 +66,21 @@ class GLMSummary:
         lines += self._residual_lines()
         lines += [""]
         n_alias = int(fit.aliased.sum())
-        if n_alias:
-            lines.append(f"Coefficients: ({n_alias} not defined because of singularities)")
+        if fit.aliased.size == 0:  # y ~ 0: R's summary.glm says so, without a table
+            lines += ["No Coefficients", ""]
         else:
-            lines.append("Coefficients:")
-        lines += self._coef_lines()
-        if fit.cov_type != "model":
-            lines.append(f"(Standard errors: robust sandwich, {fit.cov_type})")
-        if fit._fit.method == "firth":
-            lines.append("Type of estimator: AS_mean (mean bias-reducing adjusted score equations)")
-        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1", ""]
+            if n_alias:
+                lines.append(f"Coefficients: ({n_alias} not defined because of singularities)")
+            else:
+                lines.append("Coefficients:")
+            lines += self._coef_lines()
+            if fit.cov_type != "model":
+                lines.append(f"(Standard errors: robust sandwich, {fit.cov_type})")
+            if fit._fit.method == "firth":
+                lines.append(
+                    "Type of estimator: AS_mean (mean bias-reducing adjusted score equations)"
+                )
+            lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1", ""]
         if fam.fixed_dispersion:
             lines.append(f"(Dispersion parameter for {fam.name} family taken to be 1)")
         else:

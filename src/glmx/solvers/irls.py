@@ -56,7 +56,7 @@ def _result(ev: Evaluator, run: Run) -> IRLSResult:
         deviance=pt.deviance,
         working_weights=eq.W,
         cov_unscaled=fac.inverse(),  # (X'WX)^{-1} of the last step
-        n_iter=run.n_iter,
+        n_iter=run.n_iter if coef.size else 0,  # R: an empty model takes no iteration
         converged=run.converged,
         boundary=run.boundary,
         log=run.log,
