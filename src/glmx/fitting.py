@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from glmx.allocator import reuse_freed_memory
 from glmx.design.formula import build_model_frame
 from glmx.design.matrix import DenseDesign, DesignMatrix, SparseDesign, as_design, ones_column
 from glmx.design.parallel import single_threaded_blas
@@ -373,6 +374,7 @@ def _fit(
         max_iter=max_iter,
     )
 
+    reuse_freed_memory()  # temporaries of the data's size reused, not faulted in
     with warnings.catch_warnings(record=True) as caught, single_threaded_blas():
         warnings.simplefilter("always")
         theta_free = isinstance(fam, NegativeBinomial) and fam.estimate_theta

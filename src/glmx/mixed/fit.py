@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from glmx.allocator import reuse_freed_memory
 from glmx.design.formula import TermState
 from glmx.errors import ConvergenceError, DataError, FamilyError, shown
 from glmx.families import get_family
@@ -149,6 +150,7 @@ def fit_mixed(
     theta0, beta0 = _start(start, prob)
     start_label = "default" if start is None else "user"
 
+    reuse_freed_memory()  # temporaries of the data's size reused, not faulted in
     dense = prob.structure.q2 + prob.X.shape[1] + 1
     # the engines test every value they use for finiteness: numpy's own floating-point
     # warnings along the way (an overflow at a trial point) say nothing to a user

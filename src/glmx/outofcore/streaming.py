@@ -27,6 +27,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from glmx.allocator import reuse_freed_memory
 from glmx.design.matrix import as_design
 from glmx.design.parallel import single_threaded_blas
 from glmx.errors import ConvergenceError
@@ -329,6 +330,7 @@ def streaming_irls(
     restarts as an in-memory fit), one pass per point; ``progress(passes, deviance)`` is
     called after each pass at coefficients.  BLAS runs on one thread meanwhile (the passes' row blocks
     use the cores: :mod:`glmx.design.parallel`)."""
+    reuse_freed_memory()  # chunk-sized temporaries reused, not faulted in
     ev = PassEvaluator(rows, design, family, start_mu, tol, max_iter, progress)
     run = solve(ev)
     eq = final_equations(ev, run)
