@@ -89,16 +89,21 @@ class EigenFactorization(_KeptColumns):
     scale: Array
     kept: NDArray[np.bool_]
 
+    # columns on a tiny scale (1e-150) have variances beyond the floating-point range:
+    # they overflow to inf, the honest value, without numpy's warning
+
     def solve(self, rhs: Array) -> Array:
         d = self.scale[self.kept]
         x = np.zeros(self.kept.shape[0])
-        x[self.kept] = (self.V @ ((self.V.T @ (rhs[self.kept] / d)) / self.lam)) / d
+        with np.errstate(over="ignore", invalid="ignore"):
+            x[self.kept] = (self.V @ ((self.V.T @ (rhs[self.kept] / d)) / self.lam)) / d
         return x
 
     def inverse(self) -> Array:
         d = self.scale[self.kept]
-        inv = (self.V / self.lam) @ self.V.T / np.outer(d, d)
-        return (inv + inv.T) / 2.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            inv = (self.V / self.lam) @ self.V.T / np.outer(d, d)
+            return (inv + inv.T) / 2.0
 
 
 def factorize_kept(G: Array, kept: NDArray[np.bool_]) -> EigenFactorization:
