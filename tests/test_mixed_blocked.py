@@ -325,3 +325,56 @@ def test_first_terms_factor_is_the_same_in_the_dense_block(
         f = BlockedFactor(s, theta, s.gram(prob.pw, np.vstack([prob.X.T, prob.y])))
         out.append(f.L11)
     np.testing.assert_allclose(out[1], out[0], rtol=1e-12, atol=1e-14)
+
+
+def test_fit_reports_its_structure() -> None:
+    """fit.structure: the blocks of L and the dense block of a crossed model."""
+    import glmx
+
+    fit = glmx.glmm("y ~ x + (1 | a) + (1 | b)", design("crossed", 2), weights="w")
+    text = fit.structure
+    assert text.startswith("blocked Cholesky factor L: 2 random-effect term(s), q = 26, p = 2")
+    assert "(1 | a): diagonal 17 x 17" in text
+    assert "(1 | b), X: dense 11 x 11" in text
+
+
+def _crossed_frame(n: int = 3000) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {"y": rng.normal(size=n), "x": rng.normal(size=n), "a": rng.integers(0, 300, n),
+         "b": rng.integers(0, 200, n)}
+    )  # fmt: skip
+
+
+def test_a_dense_block_beyond_memory_is_refused_naming_the_terms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import glmx
+    import glmx.mixed.problem as problem_module
+
+    monkeypatch.setattr(problem_module, "_physical_memory", lambda: 1e5)
+    with pytest.raises(glmx.DataError, match=r"\(1 \| b\) make a dense block of 203 x 203"):
+        glmx.glmm("y ~ x + (1 | a) + (1 | b)", _crossed_frame())
+
+
+def test_a_slow_dense_block_warns_and_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dense block whose Cholesky exceeds SLOW_DENSE_FLOPS (here lowered below this
+    model's 2.8e6) warns before the fit and the message stays on the fit."""
+    import warnings
+
+    import glmx
+    import glmx.mixed.problem as problem_module
+
+    monkeypatch.setattr(problem_module, "SLOW_DENSE_FLOPS", 1e6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = glmx.glmm("y ~ x + (1 | a) + (1 | b)", _crossed_frame())
+    slow = [w for w in caught if "expect a long fit" in str(w.message)]
+    assert len(slow) == 1 and issubclass(slow[0].category, glmx.GlmxWarning)
+    assert "2.8e+06 flops" in str(slow[0].message)
+    assert any("expect a long fit" in m for m in fit.warnings)
+    monkeypatch.setattr(problem_module, "SLOW_DENSE_FLOPS", 3e6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        glmx.glmm("y ~ x + (1 | a) + (1 | b)", _crossed_frame())
+    assert not [w for w in caught if "expect a long fit" in str(w.message)]

@@ -10,6 +10,7 @@ order of the data's rows used.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +40,13 @@ from glmx.mixed.optimize import (
     minimize_scaled,
 )
 from glmx.mixed.pirls import PirlsResult, RowModel
-from glmx.mixed.problem import Problem, build_problem, condvar_by_group, unsort
+from glmx.mixed.problem import (
+    Problem,
+    build_problem,
+    check_dense_block,
+    condvar_by_group,
+    unsort,
+)
 from glmx.mixed.reterms import ReTerms, r_column_name
 from glmx.mixed.starts import moment_start
 
@@ -97,6 +104,7 @@ class MixedFit:
     gradient: Array | None = None
     hessian: Array | None = None
     optimizer: OptimizerInfo | None = None  # what the optimizer tried; lme4's optinfo
+    structure: str = ""  # the blocks of the Cholesky factor (Problem.describe)
     # lme4's devFunOnly: theta -> deviance (LMM: ML or REML criterion), (theta, beta) ->
     # -2 log-likelihood (GLMM); and its analytic gradient where there is one
     deviance_function: Callable[[Array], float] | None = field(default=None, repr=False)
@@ -151,7 +159,7 @@ def fit_mixed(
     start_label = "default" if start is None else "user"
 
     reuse_freed_memory()  # temporaries of the data's size reused, not faulted in
-    dense = prob.structure.q2 + prob.X.shape[1] + 1
+    dense, slow = check_dense_block(prob)
     # the engines test every value they use for finiteness: numpy's own floating-point
     # warnings along the way (an overflow at a trial point) say nothing to a user
     with _single_threaded_blas(dense < _THREADED_BLAS_MIN), np.errstate(all="ignore"):
@@ -167,7 +175,7 @@ def fit_mixed(
             raise ConvergenceError(_NO_FIT) from None
     if not (np.isfinite(fit.loglik) and np.all(np.isfinite(fit.coef.to_numpy()))):
         raise ConvergenceError(_NO_FIT)
-    return fit
+    return dataclasses.replace(fit, warnings=(*slow, *fit.warnings)) if slow else fit
 
 
 _NO_FIT = (
@@ -315,6 +323,7 @@ def _assemble(
         deviance_function=devfun,
         gradient_function=gradfun,
         optimizer=info,
+        structure=prob.describe(),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from numpy.typing import NDArray
 from glmx.design.formula import TermState, build_model_frame
 from glmx.design.frames import to_pandas
 from glmx.design.matrix import DenseDesign
-from glmx.errors import DataError, DataWarning, FormulaError
+from glmx.errors import DataError, DataWarning, FormulaError, GlmxWarning
 from glmx.families.base import Family
 from glmx.mixed.blocked import BlockedFactor, Structure
 from glmx.mixed.reformula import parse_mixed_formula
@@ -237,6 +238,58 @@ def build_problem(
         row_index=positions[rows],
         x_scale=_column_scale(X),
     )
+
+
+# a dense block whose Cholesky takes more than this many flops (about 4 s at 50 GFLOPS)
+# makes every evaluation slow: the fit warns, naming the block
+SLOW_DENSE_FLOPS = 2e11
+# copies of the dense block alive at once (the block, its factor's workspace, the inverse
+# of its random-effect part for the gradient and conditional variances)
+DENSE_COPIES = 3
+
+
+def check_dense_block(prob: Problem) -> tuple[int, tuple[str, ...]]:
+    """The side of the dense block of L (crossed terms, X and the right-hand side), after
+    refusing a block that cannot fit in memory and warning about one so large that each
+    evaluation is slow (the warning's message returned, for the fit's record); both
+    messages name the terms in the block."""
+    s = prob.structure
+    p = prob.X.shape[1]
+    side = s.q_tail + p + 1
+    if s.q_tail == 0:
+        return side, ()
+    labels = ", ".join(str(t.spec) for t in s.reterms.terms[s.n_stages :])
+    size = 8.0 * side * side
+    what = (
+        f"the random-effect term(s) {labels} make a dense block of {side:,} x {side:,} "
+        f"({size / 1e9:.3g} GB) in the model's Cholesky factor (their levels are crossed "
+        f"with those of the terms before them)"
+    )
+    memory = _physical_memory()
+    if memory is not None and DENSE_COPIES * size > memory:
+        raise DataError(
+            f"{what}; it needs about {DENSE_COPIES * size / 1e9:.3g} GB, more than this "
+            f"machine's {memory / 1e9:.3g} GB. Fewer levels in those terms (rare levels "
+            "pooled) or a model without them can be fitted"
+        )
+    flops = side**3 / 3.0
+    if flops <= SLOW_DENSE_FLOPS:
+        return side, ()
+    msg = (
+        f"{what}; each evaluation of the likelihood factors it ({flops:.2g} flops), and a "
+        "fit takes a few dozen evaluations: expect a long fit (see fit.structure and "
+        "glmx.mixed.problem.describe_structure)"
+    )
+    warnings.warn(msg, GlmxWarning, stacklevel=4)
+    return side, (msg,)
+
+
+def _physical_memory() -> float | None:
+    """The machine's memory in bytes (None where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES")) * float(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def describe_structure(formula: str, data: Any, family: Family, weights: Any = None) -> str:

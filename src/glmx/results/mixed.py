@@ -120,6 +120,13 @@ class MixedResults:
         return tuple(boundary_parameters(self.theta, self._core.reterms))
 
     @property
+    def structure(self) -> str:
+        """The blocks of the model's Cholesky factor: for each, its type (diagonal,
+        block-diagonal, sparse, dense), size, stored entries and fill-in, and the work of
+        one evaluation; a large dense block is where a crossed model's time goes."""
+        return str(self._core.structure)
+
+    @property
     def optimizer_info(self) -> Any:
         """What the optimizer did (lme4's ``optinfo``): ``method``, ``n_feval``,
         ``n_check`` (evaluations by the optimum's certificate), ``certified``,
