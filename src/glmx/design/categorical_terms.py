@@ -30,7 +30,7 @@ from glmx.design.categorical import CategoricalDesign
 from glmx.design.contrasts import MATERIALIZER
 from glmx.design.parsing import parse
 from glmx.design.scan import scan_dense
-from glmx.errors import DataError, FormulaError
+from glmx.errors import DataError, FormulaError, shown
 
 Array = NDArray[np.float64]
 
@@ -354,5 +354,5 @@ def _check_finite(X: Array, names: list[str], df: pd.DataFrame) -> None:
         i = int(np.flatnonzero(bad[:, j])[0])
         raise DataError(
             f"design column {names[j]!r} has {int(bad[:, j].sum())} non-finite value(s) "
-            f"(first at row {df.index[i]!r}: {float(X[i, j])!r})"
+            f"(first at row {shown(df.index[i])}: {float(X[i, j])!r})"
         )

@@ -35,7 +35,7 @@ from glmx.design.parsing import (
     known_functions,
     parse,
 )
-from glmx.errors import DataError, FormulaError
+from glmx.errors import DataError, FormulaError, shown
 
 Array = NDArray[np.float64]
 
@@ -403,7 +403,7 @@ def _check_finite(X: Array, names: list[str], index: pd.Index) -> None:
         i = int(np.flatnonzero(bad[:, j])[0])
         raise DataError(
             f"design column {names[j]!r} has {int(bad[:, j].sum())} non-finite value(s) "
-            f"(first at row {index[i]!r}: {float(X[i, j])!r})"
+            f"(first at row {shown(index[i])}: {float(X[i, j])!r})"
         )
 
 

@@ -137,6 +137,13 @@ def parse(text: str, what: str = "formula") -> Any:
         raise FormulaError(f"cannot parse {what} {text!r}: {formulaic_message(exc)}") from None
     except (SyntaxError, ValueError, TypeError) as exc:
         raise FormulaError(f"cannot parse {what} {text!r}: {exc}") from None
+    except (AttributeError, IndexError, KeyError, RecursionError):
+        # formulaic's parser failing inside on malformed text (e.g. "( ]"): its own
+        # message names its internals, not the formula
+        raise FormulaError(
+            f"cannot parse {what} {text!r}: the syntax is not valid (check its brackets "
+            "and operators)"
+        ) from None
 
 
 def formulaic_message(exc: BaseException) -> str:

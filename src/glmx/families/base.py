@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from glmx.errors import DataError, FamilyError
+from glmx.errors import DataError, FamilyError, shown
 from glmx.families.links import Link, get_link
 
 Array = NDArray[np.float64]
@@ -180,7 +180,7 @@ class Family:
             label = rows[i] if rows is not None else i
             raise DataError(
                 f"the {self.name} family needs {need}; response {name!r} has "
-                f"{int(bad.sum())} invalid value(s), first at row {label!r}: {float(y[i])!r}"
+                f"{int(bad.sum())} invalid value(s), first at row {shown(label)}: {float(y[i])!r}"
             )
         self.warn_response(y, weights, name)
 

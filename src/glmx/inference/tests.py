@@ -124,8 +124,8 @@ def _cameron_trivedi(fit: GLMResults) -> tuple[float, float, float]:
     a = ((y - mu) ** 2 - y) / mu  # mean dispersion - 1 when Var(y) = dispersion mu
     n = float(np.sum(n_i))
     mean = float(np.sum(n_i * a)) / n
-    sd = float(np.sqrt(np.sum(n_i * (a - mean) ** 2) / (n - 1.0)))
-    with np.errstate(divide="ignore", invalid="ignore"):  # sd 0: one row, an exact fit
+    with np.errstate(divide="ignore", invalid="ignore"):  # one row, or sd 0: an exact fit
+        sd = float(np.sqrt(np.sum(n_i * (a - mean) ** 2) / np.float64(n - 1.0)))
         z = np.sqrt(n) * mean / sd
     return (mean + 1.0, float(z), float(stats.norm.sf(z)))
 

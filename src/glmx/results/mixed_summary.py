@@ -53,9 +53,11 @@ class MixedSummary:
 
     def _scaled_residuals(self) -> list[str]:
         r = self.fit.residuals("pearson") / self.fit.sigma
-        q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
+        with np.errstate(invalid="ignore"):  # infinite residuals (separation): inf, NaN
+            q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
         # lme4: zapsmall(quantiles, 5), printed with 4 significant digits
-        top = float(np.max(np.abs(q)))
+        finite = q[np.isfinite(q)]
+        top = float(np.max(np.abs(finite), initial=0.0))
         q = np.round(q, max(0, 5 - int(np.ceil(np.log10(top)))) if top > 0 else 5)
         head = ["Min", "1Q", "Median", "3Q", "Max"]
         vals = format_column(q, 4)

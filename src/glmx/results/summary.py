@@ -27,7 +27,8 @@ class GLMSummary:
     def _residual_lines(self) -> list[str]:
         r = self.fit.residuals("deviance")
         if self.fit.df_resid > 5:
-            q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
+            with np.errstate(invalid="ignore"):  # infinite residuals: inf, NaN
+                q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
             head = ["Min", "1Q", "Median", "3Q", "Max"]
             vals = format_column(q, 4)
         else:
