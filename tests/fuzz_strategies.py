@@ -565,8 +565,15 @@ def newton_decrement(res: Any) -> float:
     with np.errstate(all="ignore"):  # mu on the edge: inf, not a pass
         dmu = fam.link.mu_eta(eta)
         var = fam.variance(mu)
-        u = X[used].T @ (w * (y - mu) * dmu / var)[used]
-        info = X[used].T @ (X[used] * (w * dmu**2 / var)[used][:, None])
+        a = dmu / var
+        # V(mu) under- or overflowed (means near 1e-308 or beyond 1e154): d / V from logs
+        odd = ~np.isfinite(a) | (var <= 0) | ~np.isfinite(var)
+        if odd.any():
+            a[odd] = np.sign(dmu[odd]) * np.exp(
+                np.log(np.abs(dmu[odd])) - fam.log_variance(mu[odd])
+            )
+        u = X[used].T @ (w * (y - mu) * a)[used]
+        info = X[used].T @ (X[used] * (w * dmu * a)[used][:, None])
     if not (np.isfinite(u).all() and np.isfinite(info).all()):
         return np.inf
     free = float(u @ np.linalg.lstsq(info, u, rcond=None)[0])

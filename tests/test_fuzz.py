@@ -115,6 +115,11 @@ def certified(fit: Any) -> None:
 @example(case=Case(n=3, seed=0, n_levels=3, missing="nan_x", family="gaussian", terms=("{x}:{g}",)))
 # y ~ -1 + 1 on one poisson row: numpy's warning in the dispersion test's sd (0 df)
 @example(case=Case(n=1, seed=0, n_levels=1, family="poisson", terms=("-1",)))
+# tweedie, huge offsets: means from 1e-308 to 1e133; the oracle's V(mu) underflowed (the fit
+# was the exact maximum: the intercept solves the score equation to the last digit)
+@example(case=Case(n=8, seed=581, n_levels=1, family="tweedie", terms=(), offset="huge"))
+# poisson, huge offsets: numpy's overflow warning squaring Pearson residuals (results/glm.py)
+@example(case=Case(n=4, seed=0, n_levels=1, family="poisson", terms=(), offset="huge"))
 # two rows, x on the 1e-150 scale, poisson: numpy's overflow warning in the eigen-based
 # inverse of a boundary fit (solvers/linalg.py, EigenFactorization)
 @example(case=Case(n=2, seed=1, n_levels=1, scale=1e-150, family="poisson"))
@@ -161,6 +166,14 @@ def test_glm_on_random_frames_formulas_families_is_honest(case: Case) -> None:
 @example(
     drawn=(
         Case(n=20, seed=1, n_levels=2, family="binomial", terms=(), offset="huge"),
+        ("(1 | {g})",),
+        1,
+    )
+)
+# huge offsets: numpy's overflow warning in the Pearson residuals (results/mixed.py)
+@example(
+    drawn=(
+        Case(n=21, seed=12071, n_levels=2, family="binomial", offset="huge"),
         ("(1 | {g})",),
         1,
     )

@@ -171,7 +171,8 @@ class GLMResults(EstimatesMixin, DiagnosticsMixin):
     def pearson_chi2(self) -> float:
         """Sum of squared Pearson residuals, frequency-weighted."""
         r = self.residuals("pearson")
-        return float(np.sum(self._fit.freq_weights * r**2))
+        with np.errstate(over="ignore"):  # residuals beyond 1e154 (extreme offsets): inf
+            return float(np.sum(self._fit.freq_weights * r**2))
 
     @cached_property
     def dispersion(self) -> float:

@@ -241,7 +241,7 @@ class MixedResults:
         if type == "response":
             return y - mu
         if type == "pearson":
-            with np.errstate(divide="ignore", invalid="ignore"):  # mu on the edge: inf, as R
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf, as R
                 return (y - mu) * np.sqrt(w / self.family.variance(mu))
         if type == "deviance":
             d = w * self.family.unit_deviance(y, mu)
