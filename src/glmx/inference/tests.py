@@ -121,10 +121,11 @@ def _cameron_trivedi(fit: GLMResults) -> tuple[float, float, float]:
     if not np.all(f.weights[pos] == 1.0):
         return (np.nan, np.nan, np.nan)
     y, mu, n_i = f.y[pos], f.mu[pos], f.freq_weights[pos]
-    a = ((y - mu) ** 2 - y) / mu  # mean dispersion - 1 when Var(y) = dispersion mu
-    n = float(np.sum(n_i))
-    mean = float(np.sum(n_i * a)) / n
-    with np.errstate(divide="ignore", invalid="ignore"):  # one row, or sd 0: an exact fit
+    # one row or sd 0 (an exact fit), means beyond 1e154 (extreme offsets): NaN or inf
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        a = ((y - mu) ** 2 - y) / mu  # mean dispersion - 1 when Var(y) = dispersion mu
+        n = float(np.sum(n_i))
+        mean = float(np.sum(n_i * a)) / n
         sd = float(np.sqrt(np.sum(n_i * (a - mean) ** 2) / np.float64(n - 1.0)))
         z = np.sqrt(n) * mean / sd
     return (mean + 1.0, float(z), float(stats.norm.sf(z)))
