@@ -75,6 +75,20 @@ def fuzz(n: int, deadline_ms: int = 5000) -> settings:
     )
 
 
+def predicts_its_data(fit: Any, data: Any, case: Case, kw: dict[str, Any]) -> None:
+    """A model predicts the data it was fitted on (rows it dropped: NaN), except a factor
+    level seen only in rows dropped for a missing value: the fit never saw it, and R's
+    predict refuses it too ("factor g has new levels")."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", glmx.GlmxWarning)
+        try:
+            pred = fit.predict(data, offset=kw.get("offset") if case.offset == "array" else None)
+        except glmx.DataError as exc:
+            assert case.missing != "none" and "not fitted with" in str(exc), str(exc)
+            return
+    assert len(pred) == case.n
+
+
 def certified(fit: Any) -> None:
     """Invariant (c) for a GLM that says it converged."""
     assert np.isfinite(fit.deviance), f"converged with deviance {fit.deviance}"
@@ -118,6 +132,8 @@ def certified(fit: Any) -> None:
 # tweedie, huge offsets: means from 1e-308 to 1e133; the oracle's V(mu) underflowed (the fit
 # was the exact maximum: the intercept solves the score equation to the last digit)
 @example(case=Case(n=8, seed=581, n_levels=1, family="tweedie", terms=(), offset="huge"))
+# tweedie, huge offsets: numpy's overflow warning squaring working residuals (dispersion)
+@example(case=Case(n=4, seed=0, n_levels=1, family="tweedie", terms=(), offset="huge"))
 # poisson, huge offsets: numpy's overflow warning squaring Pearson residuals (results/glm.py)
 @example(case=Case(n=4, seed=0, n_levels=1, family="poisson", terms=(), offset="huge"))
 # two rows, x on the 1e-150 scale, poisson: numpy's overflow warning in the eigen-based
@@ -137,17 +153,7 @@ def test_glm_on_random_frames_formulas_families_is_honest(case: Case) -> None:
         fit.confint(method="wald")
     if fit.converged:
         certified(fit)
-    # a model predicts the data it was fitted on (rows it dropped: NaN), except a factor
-    # level seen only in rows dropped for a missing value: the fit never saw it, and R's
-    # predict refuses it too ("factor g has new levels")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", glmx.GlmxWarning)
-        try:
-            pred = fit.predict(data, offset=kw.get("offset") if case.offset == "array" else None)
-        except glmx.DataError as exc:
-            assert case.missing != "none" and "not fitted with" in str(exc), str(exc)
-            return
-    assert len(pred) == len(df)
+    predicts_its_data(fit, data, case, kw)
 
 
 # ------------------------------------------------------------------ (a), (b): glmm
@@ -166,6 +172,34 @@ def test_glm_on_random_frames_formulas_families_is_honest(case: Case) -> None:
 @example(
     drawn=(
         Case(n=20, seed=1, n_levels=2, family="binomial", terms=(), offset="huge"),
+        ("(1 | {g})",),
+        1,
+    )
+)
+# separated binomial GLMMs with a non-canonical link, g fixed and random: PIRLS halved each
+# step 30 times at pdev's floor (10 s), BOBYQA ran to its cap with the deviance falling to 0
+@example(
+    drawn=(
+        Case(n=20, seed=194, n_levels=5, family="binomial", link="loglog",
+             terms=("C({g})", "{x}:{g}")),
+        ("(1 | {g})",),
+        1,
+    )
+)  # fmt: skip
+@example(
+    drawn=(
+        Case(n=20, seed=194, n_levels=5, family="binomial", link="cauchit",
+             terms=("{z}", "{x}*{g}")),
+        ("(1 | {g})",),
+        1,
+    )
+)  # fmt: skip
+# x on the 1e-300 scale: numpy's warning in summary()'s correlation of the fixed effects
+@example(drawn=(Case(n=20, seed=1, n_levels=2, scale=1e-300), ("(1 | {g})",), 1))
+# x as text (a factor) with a level only in a row dropped for a missing g: predict refuses it
+@example(
+    drawn=(
+        Case(n=20, seed=1, x_dtype="object", n_levels=2, missing="none_g", family="binomial"),
         ("(1 | {g})",),
         1,
     )
@@ -194,14 +228,11 @@ def test_glmm_on_random_frames_and_random_effects_is_honest(
     with honest():
         str(fit.summary())
         fit.varcorr  # noqa: B018
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", glmx.GlmxWarning)
-        pred = fit.predict(data, offset=kw.get("offset") if case.offset == "array" else None)
-    assert len(pred) == len(df)
     if fit.converged:  # an honest claim: finite estimates and likelihood
         assert np.isfinite(fit.loglik), f"converged with loglik {fit.loglik}"
         assert np.isfinite(fit.coef.to_numpy()).all() or fit.coef.isna().any()
         assert np.isfinite(np.asarray(fit.theta, dtype=float)).all(), fit.theta
+    predicts_its_data(fit, data, case, kw)
 
 
 # ------------------------------------------------------------------ (a): formula text

@@ -2,8 +2,9 @@
 core.  ``fit_mixed`` returns a raw :class:`MixedFit`; ``predict_eta`` gives the linear
 predictor for new data."""
 
-from glmx.mixed.fit import MixedFit, fit_mixed
+from glmx.mixed.fit import fit_mixed
 from glmx.mixed.predict import predict_eta
+from glmx.mixed.record import MixedFit
 from glmx.mixed.reformula import MixedFormula, ReTermSpec, parse_mixed_formula
 
 __all__ = [

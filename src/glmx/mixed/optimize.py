@@ -44,9 +44,11 @@ class OptimizeResult:
 
 
 # BOBYQA's stopping rule: the trust region's radius below XTOL (parameters of order one),
-# or a step that changes the deviance by less than FTOL_REL of its size
+# or a step that changes the deviance by less than FTOL_REL of its size or by FTOL_ABS
+# (a deviance falling towards 0, as under separation, changes by ever smaller amounts)
 BOBYQA_XTOL = 1e-7
 BOBYQA_FTOL_REL = 1e-13
+BOBYQA_FTOL_ABS = 1e-10
 BOBYQA_ROUGH_XTOL = 1e-5  # a start for a later fit (a GLMM's stage one)
 
 
@@ -85,6 +87,7 @@ def bobyqa(
     opt.set_initial_step(np.asarray(step, dtype=float))
     opt.set_xtol_abs(xtol)
     opt.set_ftol_rel(BOBYQA_FTOL_REL)
+    opt.set_ftol_abs(BOBYQA_FTOL_ABS)
     opt.set_maxeval(max_eval)
     converged, message = True, "BOBYQA: the trust region shrank to its tolerance"
     try:

@@ -29,6 +29,9 @@ from glmx.mixed.blocked import BlockedFactor, Structure
 Array = NDArray[np.float64]
 
 _CANONICAL = {("binomial", "logit"), ("poisson", "log")}
+# halvings of a step before pdev counts as at its floor: a step of 2^-12 of the Newton
+# step that still does not lower pdev leaves nothing above rounding to gain
+MAX_HALVINGS = 12
 _EPS = float(np.finfo(float).eps)
 
 
@@ -214,7 +217,7 @@ def pirls(
             converged = True
             break
         step = 1.0
-        for _halving in range(30):
+        for _halving in range(MAX_HALVINGS):
             u_c = u + step * du
             b_c = beta + step * db if joint else beta
             eta_c = eta_of(b_c, u_c) if joint else eta_fixed + s.Zt_u(theta, u_c)

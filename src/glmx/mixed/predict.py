@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 from glmx.design.formula import TermState, new_design
 from glmx.design.frames import to_pandas
 from glmx.errors import DataError
-from glmx.mixed.fit import MixedFit
 from glmx.mixed.problem import HIDDEN as _HIDDEN
+from glmx.mixed.record import MixedFit
 
 Array = NDArray[np.float64]
 

@@ -186,7 +186,8 @@ class GLMResults(EstimatesMixin, DiagnosticsMixin):
         W = self._fit.working_weights
         pos = W > 0
         r = self.residuals("working")[pos]
-        return float(np.sum(W[pos] * r**2)) / self.df_resid
+        with np.errstate(over="ignore"):  # residuals beyond 1e154 (extreme offsets): inf
+            return float(np.sum(W[pos] * r**2)) / self.df_resid
 
     @cached_property
     def loglik(self) -> float:

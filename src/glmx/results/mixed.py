@@ -1,6 +1,6 @@
 """A fitted mixed model (``glmx.glmm``): lme4's quantities under glmx's names.
 
-The numbers come from the core fit (``glmx.mixed.fit.MixedFit``); this class turns them
+The numbers come from the core fit (``glmx.mixed.record.MixedFit``); this class turns them
 into labelled pandas objects, predicts, refits and prints.  Differences from lme4 that a
 user may meet:
 

@@ -128,7 +128,8 @@ class MixedSummary:
         if len(names) < 2:
             return []
         sd = np.sqrt(np.diag(v))
-        corr = v / np.outer(sd, sd)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a variance of 0 or inf: NaN
+            corr = v / np.outer(sd, sd)
         short = [_abbreviate(n) for n in names]
         rows = [[""] + short[:-1]]
         for i in range(1, len(names)):
