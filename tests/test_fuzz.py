@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import tempfile
 import time
 import warnings
@@ -132,6 +133,8 @@ def certified(fit: Any) -> None:
 # tweedie, huge offsets: means from 1e-308 to 1e133; the oracle's V(mu) underflowed (the fit
 # was the exact maximum: the intercept solves the score equation to the last digit)
 @example(case=Case(n=8, seed=581, n_levels=1, family="tweedie", terms=(), offset="huge"))
+# gamma log, huge offsets: numpy's overflow warning in the step's decrement (driver.py)
+@example(case=Case(n=4, seed=1, n_levels=1, family="gamma", link="log", terms=(), offset="huge"))
 # tweedie, huge offsets: numpy's overflow warning squaring working residuals (dispersion)
 @example(case=Case(n=4, seed=0, n_levels=1, family="tweedie", terms=(), offset="huge"))
 # poisson, huge offsets: numpy's overflow warning squaring Pearson residuals (results/glm.py)
@@ -194,6 +197,14 @@ def test_glm_on_random_frames_formulas_families_is_honest(case: Case) -> None:
         1,
     )
 )  # fmt: skip
+# an Arrow decimal column with a missing value: pandas' to_numeric dropped it (ValueError)
+@example(
+    drawn=(
+        Case(n=20, seed=1, x_dtype="decimal[pyarrow]", n_levels=1, missing="nan_x", terms=()),
+        ("(1 | {g})",),
+        1,
+    )
+)
 # x on the 1e-300 scale: numpy's warning in summary()'s correlation of the fixed effects
 @example(drawn=(Case(n=20, seed=1, n_levels=2, scale=1e-300), ("(1 | {g})",), 1))
 # x as text (a factor) with a level only in a row dropped for a missing g: predict refuses it
@@ -573,3 +584,37 @@ def test_glmm_cauchit_nested_and_slope_without_fixed_effects_fits_in_5_seconds()
     fit = call(glmx.glmm, formula, df, family="binomial", link="cauchit")
     assert fit is not None
     assert time.perf_counter() - start < 5.0
+
+
+# found by the random probes (../shared/hooks/probe.py): negative binomial fits with a link
+# whose likelihood is not concave took 12-28 s on 12-30 rows.  Every profile point of the
+# theta search tries every start, and each start's last step was halved 60 times before
+# IRLS accepted that no step lowers the deviance.  A hang guard over drawn cases of the
+# class: near-collinear and wide-scaled covariates, sqrt and identity links.
+# open: run with GLMX_FUZZ_OPEN=1 until fixed, then drop the gate
+@pytest.mark.skipif(
+    not os.environ.get("GLMX_FUZZ_OPEN"),
+    reason="open: the two probe findings now fit in under 1 s, but drawn cases of the class "
+    "still take 2-6 s (every start at every theta of the profile search)",
+)
+@pytest.mark.parametrize("link", ["sqrt", "identity"])
+@pytest.mark.parametrize("seed", range(4))
+def test_negative_binomial_nonconcave_links_on_small_data_fit_in_5_seconds(
+    seed: int, link: str
+) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([12, 30]))
+    df = pd.DataFrame(
+        {
+            "x1": 582.258 + 1e-4 * rng.standard_normal(n),
+            "x2": 40.0 * rng.standard_normal(n),
+            "x3": 60.0 * rng.standard_normal(n),
+        }
+    )
+    mu = np.maximum(8.0 + 0.05 * df["x2"] - 0.03 * df["x3"], 0.5) ** (2 if link == "sqrt" else 1)
+    df["y"] = rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(float)
+    start = time.perf_counter()
+    fit = call(glmx.glm, "y ~ x1 + x2 + x3", df, family="negative_binomial", link=link)
+    assert time.perf_counter() - start < 5.0
+    if fit is not None and fit.converged:
+        certified(fit)

@@ -117,7 +117,10 @@ def _as_float64(df: pd.DataFrame) -> pd.DataFrame:
         return df
     out = df.copy(deep=False)
     for c in cols:
-        out[c] = pd.to_numeric(df[c]).astype("float64")
+        # to_numpy with NaN for missing values (pandas' to_numeric drops the missing
+        # entries of an Arrow decimal column and fails on the length)
+        values = df[c].to_numpy(dtype="float64", na_value=np.nan)
+        out[c] = pd.Series(values, index=df.index, name=c)
     return out
 
 

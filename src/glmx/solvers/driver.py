@@ -25,6 +25,9 @@ from glmx.solvers.certify import Certifier
 from glmx.solvers.state import Array, Equations, FitLog
 
 MAX_HALVINGS = 60
+# halvings of a valid step that only raises the deviance: at 2^-30 of a descent direction
+# the gain is below rounding, so the point the step started from is where IRLS stops
+MAX_DESCENT_HALVINGS = 30
 # whole Newton steps in a row that meet R's criterion without a small decrement: the
 # estimates diverge (quadratic convergence would have certified them by then)
 DIVERGING_STEPS = 10
@@ -154,7 +157,8 @@ def _iterate(ev: Problem, pt: Any, cert: Certifier, kept: NDArray[np.bool_] | No
         # the first step from mustart regresses z itself; later steps solve for the update
         beta_new = (0.0 if pt.beta is None else pt.beta) + delta
         beta_new[eq.fac.aliased] = 0.0
-        decrement = None if pt.beta is None else float(eq.rhs @ delta)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond the float range: inf
+            decrement = None if pt.beta is None else float(eq.rhs @ delta)
         if decrement is not None and fisher_first and not eq.newton:
             fisher_first = decrement < 0.1 * last_decrement
             last_decrement = decrement
@@ -238,7 +242,7 @@ def _step(ev: Problem, beta_new: Array, old: Any) -> tuple[Any, int, bool]:
                 "no valid set of coefficients has been found from the starting values: "
                 "please supply start= coefficients"
             )
-        if halvings >= MAX_HALVINGS:
+        if halvings >= (MAX_HALVINGS if bad else MAX_DESCENT_HALVINGS):
             return ev.at(old.beta), MAX_HALVINGS + 1, boundary
         boundary |= bad
         beta = (beta + old.beta) / 2.0
