@@ -82,14 +82,7 @@ def block_diagonal(B: Array) -> sp.csr_matrix:
     return sp.csr_matrix((B.ravel(), indices.ravel(), indptr), shape=(m * k, m * k))
 
 
-def _sandwich(T: Array, G: Array) -> Array:
-    """T' G_l T for each block G_l of a stack (m, k, k)."""
-    if T.shape[0] == 1:
-        return G * T[0, 0] * T[0, 0]
-    return np.asarray(T.T @ G @ T)
-
-
-def _sandwich_pair(Ti: Array, C: Array, Tj: Array) -> Array:
+def _sandwich(Ti: Array, C: Array, Tj: Array) -> Array:
     """T_i' C_l T_j for each block C_l of a stack (P, k_i, k_j)."""
     if C.shape[1:] == (1, 1):
         return C * (Ti[0, 0] * Tj[0, 0])
@@ -124,11 +117,11 @@ class BlockedFactor(SelectedInverse):
         qs, qt = s.q_stages, s.q_tail
         na = qt + p
         # Lambda'(cross-products)Lambda, stage blocks and the dense tail
-        diag = [_sandwich(Ts[i], gram.diag[i]) + np.eye(s.k[i]) for i in range(S)]
+        diag = [_sandwich(Ts[i], gram.diag[i], Ts[i]) + np.eye(s.k[i]) for i in range(S)]
         cross: dict[tuple[int, int], sp.csr_matrix] = {}
         for (i, j), pat in s.pairs.items():
             if j < S:
-                cross[(i, j)] = pat.csr(_sandwich_pair(Ts[i], gram.cross[(i, j)], Ts[j]))
+                cross[(i, j)] = pat.csr(_sandwich(Ts[i], gram.cross[(i, j)], Ts[j]))
         # Lambda_i' Z_i'W D, (q_i, pD)
         ZD = [np.asarray(Ts[i].T @ gram.zd[i]).reshape(-1, pD) for i in range(K)]
         tail = np.zeros((na, na), order="F")  # lower triangle of the tail and X
@@ -136,13 +129,13 @@ class BlockedFactor(SelectedInverse):
         tbb = float(gram.dd[p, p])
         for i in range(S, K):
             a = off[i] - qs
-            G = _sandwich(Ts[i], gram.diag[i]) + np.eye(s.k[i])
+            G = _sandwich(Ts[i], gram.diag[i], Ts[i]) + np.eye(s.k[i])
             idx = a + np.arange(s.m[i])[:, None] * s.k[i] + np.arange(s.k[i])
             tail[idx[:, :, None], idx[:, None, :]] = G
             for j in range(S, i):
                 C = gram.cross[(i, j)]
                 rows, cols = s.pairs[(i, j)].positions
-                tail[a + rows, off[j] - qs + cols] = _sandwich_pair(Ts[i], C, Ts[j])
+                tail[a + rows, off[j] - qs + cols] = _sandwich(Ts[i], C, Ts[j])
             tail[qt:, a : a + s.m[i] * s.k[i]] = ZD[i][:, :p].T
             tb[a : a + s.m[i] * s.k[i]] = ZD[i][:, p]
         tail[qt:, qt:] = gram.dd[:p, :p].T  # D W D' by rows: its upper triangle

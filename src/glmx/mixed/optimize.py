@@ -5,9 +5,10 @@ method, from NLopt, as lme4 and MixedModels.jl use it): a quadratic model of the
 built from its values, a few dozen evaluations for a handful of parameters.  With an
 analytic gradient (GLMMs with a canonical link) it is L-BFGS-B, followed by a few
 projected Newton steps with a Hessian from differences of the gradient, which take the
-optimum to the accuracy of the deviance itself.  The derivatives at the end are lme4's ``deriv12`` (central differences, delta 1e-4, one-sided at a bound)
-and feed lme4's convergence checks (``checkConv``): a scaled gradient above 0.002 or a
-Hessian that is not positive definite warns.
+optimum to the accuracy of the deviance itself.  The derivatives at the end are lme4's
+``deriv12`` (central differences, delta 1e-4, one-sided at a bound) and feed lme4's
+convergence checks (``checkConv``): a scaled gradient above 0.002 or a Hessian that is not
+positive definite warns.
 """
 
 from __future__ import annotations
@@ -134,21 +135,6 @@ def _steps(x: Array, lower: Array, h: Array) -> tuple[Array, Array]:
     """Forward and backward steps; the backward one shrinks to stay above the bound."""
     down = np.minimum(h, np.maximum(x - lower, 0.0))
     return h, down
-
-
-def central_gradient(fun: Objective, x: Array, lower: Array, f0: float, rel: float = 1e-5) -> Array:
-    """Central differences with step rel * max(|x|, 0.1); one-sided (second order) where
-    the backward step would cross the lower bound."""
-    h = rel * np.maximum(np.abs(x), 0.1)
-    g = np.empty_like(x)
-    for i in range(x.size):
-        e = np.zeros_like(x)
-        e[i] = h[i]
-        if x[i] - h[i] >= lower[i]:
-            g[i] = (fun(x + e) - fun(x - e)) / (2.0 * h[i])
-        else:  # (-3 f(x) + 4 f(x+h) - f(x+2h)) / 2h
-            g[i] = (-3.0 * f0 + 4.0 * fun(x + e) - fun(x + 2.0 * e)) / (2.0 * h[i])
-    return g
 
 
 def deriv12(fun: Objective, x: Array, lower: Array, delta: float = 1e-4) -> tuple[Array, Array]:
